@@ -1,0 +1,74 @@
+"""Database bootstrap: create the process's database if missing and migrate it with Alembic."""
+
+import logging
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from psycopg import errors, sql
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_ROOT = Path(__file__).resolve().parent.parent / "migrations"
+# One lock for every migration run, so replicas starting together migrate one at a time.
+MIGRATION_LOCK_ID = 0x5A6A_0001
+
+
+def _libpq_dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def ensure_database(url: URL) -> None:
+    """Create the database named in `url` on its server unless it exists."""
+    maintenance = _libpq_dsn(url.set(database="postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (url.database,)
+        ).fetchone()
+        if exists:
+            return
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
+            log.info("created database %s", url.database)
+        except (errors.DuplicateDatabase, errors.UniqueViolation):
+            pass  # another process created it between our check and our CREATE
+
+
+def drop_database(url: URL) -> None:
+    """Drop the database named in `url` (tests start from a clean one)."""
+    maintenance = _libpq_dsn(url.set(database="postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(url.database))
+        )
+
+
+def migrate(url: URL, history: str) -> None:
+    """Create the database if needed and upgrade it to the head of `migrations/<history>`."""
+    ensure_database(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_ROOT / history))
+    config.attributes["url"] = url
+    command.upgrade(config, "head")
+
+
+def run_alembic_env(target_metadata) -> None:
+    """The body of every `migrations/<history>/env.py` (online mode only)."""
+    from alembic import context
+
+    engine = create_engine(context.config.attributes["url"], poolclass=NullPool)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.commit()
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+def create_service_engine(url: URL, pool_size: int) -> Engine:
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)

@@ -1,0 +1,101 @@
+"""Fault injection for tests and demos: make a named operation of this process fail on purpose.
+
+Mounted only when the process's settings enable it (never allowed in production). A rule applies
+to the next `times` calls of its point (or every call when `times` is null):
+- `error`: answer 503 before doing anything (a transient fault; the caller retries);
+- `refuse`: answer 409 `injected_failure` before doing anything (a business refusal);
+- `delay`: wait `delay_ms`, then carry on (past the caller's timeout: an unknown outcome).
+"""
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from common.auth import require_service_token
+from common.errors import DomainError
+
+
+class FaultRule(BaseModel):
+    point: str = Field(min_length=1)
+    mode: Literal["error", "refuse", "delay"]
+    times: int | None = Field(1, ge=1)
+    delay_ms: int = Field(0, ge=0, le=120_000)
+
+
+class InjectedFault(DomainError):
+    code = "injected_failure"
+
+
+class FaultInjector:
+    def __init__(self) -> None:
+        self._rules: dict[str, FaultRule] = {}
+        self._lock = threading.Lock()
+
+    def set(self, rule: FaultRule) -> None:
+        with self._lock:
+            self._rules[rule.point] = rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def rules(self) -> list[FaultRule]:
+        with self._lock:
+            return list(self._rules.values())
+
+    def _take(self, point: str) -> FaultRule | None:
+        with self._lock:
+            rule = self._rules.get(point)
+            if rule is None:
+                return None
+            if rule.times is not None:
+                if rule.times <= 1:
+                    del self._rules[point]
+                else:
+                    self._rules[point] = rule.model_copy(update={"times": rule.times - 1})
+            return rule
+
+    def hit(self, point: str) -> None:
+        rule = self._take(point)
+        if rule is None:
+            return
+        if rule.mode == "error":
+            raise InjectedFault(f"injected transient fault at {point}", status_code=503)
+        if rule.mode == "refuse":
+            raise InjectedFault(f"injected business failure at {point}", status_code=409)
+        time.sleep(rule.delay_ms / 1000)
+
+
+def fault_point(point: str) -> Callable[[Request], None]:
+    """A dependency marking a step endpoint as a place where a fault can be injected."""
+
+    def check(request: Request) -> None:
+        injector: FaultInjector | None = request.app.state.faults
+        if injector is not None:
+            injector.hit(point)
+
+    return check
+
+
+router = APIRouter(
+    prefix="/_faults", tags=["faults"], dependencies=[Depends(require_service_token)]
+)
+
+
+@router.get("")
+def list_faults(request: Request) -> list[FaultRule]:
+    return request.app.state.faults.rules()
+
+
+@router.post("", status_code=204)
+def set_fault(rule: FaultRule, request: Request) -> None:
+    request.app.state.faults.set(rule)
+
+
+@router.delete("", status_code=204)
+def clear_faults(request: Request) -> None:
+    request.app.state.faults.clear()

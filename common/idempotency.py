@@ -1,0 +1,153 @@
+"""The idempotency store: a key is stored with its response in the same local transaction as the
+effect, so a retried request replays the stored response and never applies twice.
+
+A compensation that names the key of its action either finds the action's record (and undoes what
+it did) or leaves a tombstone under that key, so an action arriving late is refused, never applied.
+"""
+
+import enum
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from common.errors import DomainError, error_body
+
+
+class Outcome(enum.StrEnum):
+    PENDING = "PENDING"  # claimed inside a transaction that has not committed yet
+    APPLIED = "APPLIED"
+    REFUSED = "REFUSED"
+    TOMBSTONE = "TOMBSTONE"
+
+
+class IdempotencyRecordMixin:
+    """Columns of the `idempotency_keys` table; each service maps it on its own Base."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: dict[str, Any]
+    outcome: Outcome
+    replayed: bool = False
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome is Outcome.APPLIED
+
+
+class IdempotencyKeyReused(DomainError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+TOMBSTONE_FINGERPRINT = "tombstone"
+
+
+def fingerprint(operation: str, request: dict[str, Any]) -> str:
+    canonical = json.dumps({"op": operation, "req": request}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, model: type[IdempotencyRecordMixin]):
+        self.model = model
+
+    def _claim(self, session: Session, key: str, print_: str) -> StoredResponse | None:
+        """Reserve `key` in the open transaction, or return what it recorded before.
+
+        The INSERT waits on a concurrent transaction holding the same key, so two requests with
+        one key are serialized by the primary key: exactly one of them runs the operation.
+        """
+        model = self.model
+        claimed = session.execute(
+            pg_insert(model)
+            .values(key=key, fingerprint=print_, outcome=Outcome.PENDING)
+            .on_conflict_do_nothing(index_elements=[model.key])
+            .returning(model.key)
+        ).scalar_one_or_none()
+        if claimed is not None:
+            return None
+        record = session.execute(select(model).where(model.key == key)).scalar_one()
+        if record.outcome != Outcome.TOMBSTONE and record.fingerprint != print_:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} was already used for a different request"
+            )
+        return StoredResponse(
+            record.status_code, record.response, Outcome(record.outcome), replayed=True
+        )
+
+    def execute(
+        self,
+        session: Session,
+        key: str,
+        operation: str,
+        request: dict[str, Any],
+        apply: Callable[[], tuple[int, dict[str, Any]]],
+    ) -> StoredResponse:
+        """Run `apply` at most once per key, in one local transaction with its record.
+
+        A DomainError from `apply` rolls its effect back (savepoint) and is recorded as the
+        key's refusal, so a retry gets the same answer.
+        """
+        with session.begin():
+            stored = self._claim(session, key, fingerprint(operation, request))
+            if stored is not None:
+                return stored
+            try:
+                with session.begin_nested():
+                    status_code, body = apply()
+                outcome = Outcome.APPLIED
+            except DomainError as refusal:
+                status_code, body, outcome = refusal.status_code, refusal.body(), Outcome.REFUSED
+            session.execute(
+                update(self.model)
+                .where(self.model.key == key)
+                .values(outcome=outcome, status_code=status_code, response=body)
+            )
+        return StoredResponse(status_code, body, outcome)
+
+    def settle_action(self, session: Session, action_key: str) -> StoredResponse | None:
+        """For a compensation: the action's record if it ran, else None after a tombstone.
+
+        Call it inside the compensation's transaction. Either the action committed before (its
+        record is returned, to be undone if APPLIED), or it never will: the tombstone makes a late
+        arrival of that action replay a refusal.
+        """
+        model = self.model
+        placed = session.execute(
+            pg_insert(model)
+            .values(
+                key=action_key,
+                fingerprint=TOMBSTONE_FINGERPRINT,
+                outcome=Outcome.TOMBSTONE,
+                status_code=409,
+                response=error_body(
+                    "action_compensated",
+                    "this operation was compensated before it arrived and will not be applied",
+                ),
+            )
+            .on_conflict_do_nothing(index_elements=[model.key])
+            .returning(model.key)
+        ).scalar_one_or_none()
+        if placed is not None:
+            return None
+        record = session.execute(select(model).where(model.key == action_key)).scalar_one()
+        return StoredResponse(record.status_code, record.response, Outcome(record.outcome))

@@ -1,0 +1,67 @@
+"""`python -m <package> [serve|migrate] [--port N]`: migrate the process's database, then serve."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from common.db import migrate
+from common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(
+    *,
+    package: str,
+    history: str,
+    default_port: int,
+    get_settings: Callable[[], ServiceSettings],
+    create_app: Callable[[ServiceSettings], FastAPI],
+    argv: list[str] | None = None,
+) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m {package}")
+    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    args = parser.parse_args(argv)
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        sys.exit(f"{package}: invalid settings: {exc}")
+    configure_logging(settings.log_level)
+    migrate(settings.sqlalchemy_url, history)
+    log.info(
+        "%s: database %s is at the latest migration", package, settings.sqlalchemy_url.database
+    )
+    if args.command == "migrate":
+        return
+    if settings.uses_dev_tokens:
+        log.warning(
+            "%s: using the documented dev ADMIN_TOKEN/SERVICE_TOKEN (APP_ENV=%s); "
+            "set both for anything but local development",
+            package,
+            settings.app_env,
+        )
+    if settings.fault_injection:
+        log.warning("%s: fault injection is ENABLED (POST /_faults)", package)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )

@@ -1,0 +1,114 @@
+"""The FastAPI app shell shared by the domain services: engine in the lifespan, error handlers,
+`/health`, `/metrics`, and the fault-injection router when enabled."""
+
+from collections.abc import Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from common import faults, metrics
+from common.auth import require_service_token
+from common.db import create_service_engine
+from common.errors import error_body
+from common.fields import IdempotencyKeyValue
+from common.handlers import install_error_handlers
+from common.idempotency import IdempotencyStore, Outcome, StoredResponse
+from common.settings import ServiceSettings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+health_router = APIRouter(tags=["health"])
+
+
+@health_router.get("/health")
+def health(session: SessionDep) -> JSONResponse:
+    try:
+        session.execute(text("SELECT 1"))
+    except Exception as exc:  # any database failure means: not healthy
+        return JSONResponse(error_body("database_unavailable", str(exc)), status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+def create_service_app(
+    *,
+    title: str,
+    settings: ServiceSettings,
+    idempotency: IdempotencyStore,
+    routers: Sequence[APIRouter],
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = create_service_engine(settings.sqlalchemy_url, settings.db_pool_size)
+        app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        yield
+        engine.dispose()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.idempotency = idempotency
+    app.state.faults = faults.FaultInjector() if settings.fault_injection else None
+    install_error_handlers(app)
+    metrics.instrument(app)
+    app.include_router(health_router)
+    app.include_router(settle_router)
+    if settings.fault_injection:
+        app.include_router(faults.router)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+class SettleRequest(BaseModel):
+    key: IdempotencyKeyValue
+
+
+class SettleResponse(BaseModel):
+    key: str
+    outcome: Outcome
+    status_code: int | None
+    response: dict[str, Any] | None
+
+
+settle_router = APIRouter(tags=["idempotency"], dependencies=[Depends(require_service_token)])
+
+
+@settle_router.post("/_idempotency/settle")
+def settle_action(body: SettleRequest, request: Request, session: SessionDep) -> SettleResponse:
+    """Resolve an action of unknown outcome: its record if it ran, else a tombstone that refuses it.
+
+    The orchestrator calls this for a step it cannot compensate (a pivot) before deciding whether
+    the saga went through.
+    """
+    store: IdempotencyStore = request.app.state.idempotency
+    with session.begin():
+        record = store.settle_action(session, body.key)
+    if record is None:
+        return SettleResponse(
+            key=body.key, outcome=Outcome.TOMBSTONE, status_code=None, response=None
+        )
+    return SettleResponse(
+        key=body.key, outcome=record.outcome, status_code=record.status_code, response=record.body
+    )
+
+
+def stored_response(stored: StoredResponse) -> JSONResponse:
+    """The HTTP answer of an idempotent operation, marked when it is a replay."""
+    headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
+    return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
+
+
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+OptionalIdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+]

@@ -1,0 +1,57 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
+
+from common.auth import require_service_token
+from common.faults import fault_point
+from common.fields import INT64_MAX
+from common.web import IdempotencyKey, SessionDep, stored_response
+from order_service import service
+from order_service.domain import OrderLine
+from order_service.schemas import CreateOrder, OrderOut, ReleasePayment
+
+OrderId = Annotated[int, Path(ge=1, le=INT64_MAX)]
+
+router = APIRouter(tags=["orders"])
+# Called by the orchestrator only: a service token, a required Idempotency-Key.
+steps = APIRouter(tags=["saga steps"], dependencies=[Depends(require_service_token)])
+
+
+@router.post("/orders", status_code=201)
+def create_order(body: CreateOrder, session: SessionDep) -> OrderOut:
+    lines = [OrderLine(i.product_id, i.quantity, i.unit_price) for i in body.items]
+    return OrderOut(**service.to_json(service.create_order(session, body.user_id, lines)))
+
+
+@router.get("/orders/{order_id}")
+def get_order(order_id: OrderId, session: SessionDep) -> OrderOut:
+    return OrderOut(**service.to_json(service.get_order(session, order_id)))
+
+
+@router.post("/orders/{order_id}/cancel")
+def cancel_order(order_id: OrderId, session: SessionDep) -> OrderOut:
+    return OrderOut(**service.to_json(service.cancel_order(session, order_id)))
+
+
+@steps.post(
+    "/orders/{order_id}/payment-start", dependencies=[Depends(fault_point("start_payment"))]
+)
+def start_payment(order_id: OrderId, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+    return stored_response(service.start_payment(session, order_id, key))
+
+
+@steps.post(
+    "/orders/{order_id}/payment-complete", dependencies=[Depends(fault_point("complete_payment"))]
+)
+def complete_payment(order_id: OrderId, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+    return stored_response(service.complete_payment(session, order_id, key))
+
+
+@steps.post(
+    "/orders/{order_id}/payment-release", dependencies=[Depends(fault_point("release_payment"))]
+)
+def release_payment(
+    order_id: OrderId, body: ReleasePayment, session: SessionDep, key: IdempotencyKey
+) -> JSONResponse:
+    return stored_response(service.release_payment(session, order_id, body.start_key, key))

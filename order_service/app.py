@@ -1,0 +1,15 @@
+from fastapi import FastAPI
+
+from common.web import create_service_app
+from order_service.api import router, steps
+from order_service.config import Settings, get_settings
+from order_service.service import idempotency
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(
+        title="order service",
+        settings=settings or get_settings(),
+        idempotency=idempotency,
+        routers=[router, steps],
+    )

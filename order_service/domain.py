@@ -1,0 +1,69 @@
+"""Orders and their status machine. Standard library only.
+
+The status is the payment saga's semantic lock: PAYMENT_IN_PROGRESS tells every other actor that a
+saga owns this order, so nobody else pays or cancels it until the saga moves it on.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from common.errors import DomainError, NotFound
+
+
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"
+    PAYMENT_IN_PROGRESS = "PAYMENT_IN_PROGRESS"
+    PAID = "PAID"
+    CANCELLED = "CANCELLED"
+
+
+# Every legal move of an order's status; anything else is refused.
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.PAYMENT_IN_PROGRESS, OrderStatus.CANCELLED}),
+    OrderStatus.PAYMENT_IN_PROGRESS: frozenset({OrderStatus.PAID, OrderStatus.PENDING}),
+    OrderStatus.PAID: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    product_id: int
+    quantity: int
+    unit_price: int
+
+
+@dataclass(frozen=True)
+class OrderView:
+    id: int
+    user_id: int
+    amount: int
+    status: OrderStatus
+    items: list[OrderLine]
+
+
+def order_amount(lines: list[OrderLine], limit: int) -> int:
+    amount = sum(line.quantity * line.unit_price for line in lines)
+    if amount > limit:
+        raise AmountTooLarge(f"the order amount {amount} exceeds the largest storable amount")
+    return amount
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+    def __init__(self, order_id: int):
+        super().__init__(f"order {order_id} does not exist")
+
+
+class IllegalTransition(DomainError):
+    """The order is not in the status the move starts from (the compare-and-set failed)."""
+
+    def __init__(self, order_id: int, current: OrderStatus, wanted: OrderStatus, code: str):
+        super().__init__(f"order {order_id} is {current}, it cannot become {wanted}", code=code)
+        self.current = current
+
+
+class AmountTooLarge(DomainError):
+    status_code = 422
+    code = "amount_too_large"

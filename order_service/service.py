@@ -1,0 +1,150 @@
+"""Use cases of the order service, each one local transaction.
+
+Every status change is a compare-and-set (`UPDATE ... WHERE status = :from`), so two actors
+racing for one order cannot both win: the status is the saga's semantic lock.
+"""
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.orm import Session
+
+from common.fields import INT64_MAX
+from common.idempotency import IdempotencyStore, StoredResponse
+from order_service.domain import (
+    IllegalTransition,
+    OrderLine,
+    OrderNotFound,
+    OrderStatus,
+    OrderView,
+    order_amount,
+)
+from order_service.models import IdempotencyRecord, Order, OrderItem
+
+idempotency = IdempotencyStore(IdempotencyRecord)
+
+
+def _view(order: Order) -> OrderView:
+    return OrderView(
+        id=order.id,
+        user_id=order.user_id,
+        amount=order.amount,
+        status=OrderStatus(order.status),
+        items=[OrderLine(i.product_id, i.quantity, i.unit_price) for i in order.items],
+    )
+
+
+def to_json(view: OrderView) -> dict[str, Any]:
+    return asdict(view)
+
+
+def create_order(session: Session, user_id: int, lines: list[OrderLine]) -> OrderView:
+    amount = order_amount(lines, INT64_MAX)
+    with session.begin():
+        order = Order(
+            user_id=user_id,
+            amount=amount,
+            status=OrderStatus.PENDING,
+            items=[OrderItem(**asdict(line)) for line in lines],
+        )
+        session.add(order)
+        session.flush()
+        return _view(order)
+
+
+def get_order(session: Session, order_id: int) -> OrderView:
+    order = session.get(Order, order_id)
+    if order is None:
+        raise OrderNotFound(order_id)
+    return _view(order)
+
+
+def _compare_and_set(
+    session: Session, order_id: int, expected: OrderStatus, new: OrderStatus, refusal: str
+) -> OrderView:
+    order = session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.status == expected)
+        .values(status=new, updated_at=func.now())
+        .returning(Order)
+    ).scalar_one_or_none()
+    if order is None:
+        current = session.get(Order, order_id)
+        if current is None:
+            raise OrderNotFound(order_id)
+        raise IllegalTransition(order_id, OrderStatus(current.status), new, refusal)
+    return _view(order)
+
+
+def cancel_order(session: Session, order_id: int) -> OrderView:
+    with session.begin():
+        return _compare_and_set(
+            session, order_id, OrderStatus.PENDING, OrderStatus.CANCELLED, "order_not_cancellable"
+        )
+
+
+def start_payment(session: Session, order_id: int, key: str) -> StoredResponse:
+    """Saga action: take the order's semantic lock (PENDING -> PAYMENT_IN_PROGRESS)."""
+    return idempotency.execute(
+        session,
+        key,
+        "start_payment",
+        {"order_id": order_id},
+        lambda: (
+            200,
+            to_json(
+                _compare_and_set(
+                    session,
+                    order_id,
+                    OrderStatus.PENDING,
+                    OrderStatus.PAYMENT_IN_PROGRESS,
+                    "order_not_payable",
+                )
+            ),
+        ),
+    )
+
+
+def complete_payment(session: Session, order_id: int, key: str) -> StoredResponse:
+    """Saga pivot: PAYMENT_IN_PROGRESS -> PAID. Once this commits, the payment has happened."""
+    return idempotency.execute(
+        session,
+        key,
+        "complete_payment",
+        {"order_id": order_id},
+        lambda: (
+            200,
+            to_json(
+                _compare_and_set(
+                    session,
+                    order_id,
+                    OrderStatus.PAYMENT_IN_PROGRESS,
+                    OrderStatus.PAID,
+                    "order_not_in_payment",
+                )
+            ),
+        ),
+    )
+
+
+def release_payment(session: Session, order_id: int, start_key: str, key: str) -> StoredResponse:
+    """Saga compensation of `start_payment`: PAYMENT_IN_PROGRESS -> PENDING, only if that start
+    went through; if it never arrived, a tombstone makes sure it never will."""
+
+    def apply() -> tuple[int, dict[str, Any]]:
+        start = idempotency.settle_action(session, start_key)
+        if start is None or not start.applied:
+            return 200, {"order": to_json(get_order(session, order_id)), "released": False}
+        order = _compare_and_set(
+            session,
+            order_id,
+            OrderStatus.PAYMENT_IN_PROGRESS,
+            OrderStatus.PENDING,
+            "order_not_in_payment",
+        )
+        return 200, {"order": to_json(order), "released": True}
+
+    return idempotency.execute(
+        session, key, "release_payment", {"order_id": order_id, "start_key": start_key}, apply
+    )

@@ -1,0 +1,1 @@
+"""Payment service: payments (approve, cancel = refund). Owns the `saga_payments` database."""

@@ -1,0 +1,34 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from common.auth import require_service_token
+from common.faults import fault_point
+from common.fields import INT64_MAX
+from common.web import IdempotencyKey, SessionDep, stored_response
+from payment_service import service
+from payment_service.schemas import ApprovePayment, CancelPayment, PaymentOut
+
+router = APIRouter(tags=["payments"])
+# Called by the orchestrator only: a service token, a required Idempotency-Key.
+steps = APIRouter(tags=["saga steps"], dependencies=[Depends(require_service_token)])
+
+
+@router.get("/payments")
+def list_payments(
+    session: SessionDep, order_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None
+) -> list[PaymentOut]:
+    return [PaymentOut(**service.to_json(p)) for p in service.list_payments(session, order_id)]
+
+
+@steps.post("/payments", status_code=201, dependencies=[Depends(fault_point("approve_payment"))])
+def approve_payment(body: ApprovePayment, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+    return stored_response(
+        service.approve_payment(session, body.order_id, body.user_id, body.amount, key)
+    )
+
+
+@steps.post("/payments/cancellations", dependencies=[Depends(fault_point("cancel_payment"))])
+def cancel_payment(body: CancelPayment, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+    return stored_response(service.cancel_payment(session, body.approval_key, key))

@@ -1,0 +1,27 @@
+"""Payments. Standard library only."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from common.errors import DomainError
+
+
+class PaymentStatus(StrEnum):
+    APPROVED = "APPROVED"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True)
+class PaymentView:
+    id: int
+    order_id: int
+    user_id: int
+    amount: int
+    status: PaymentStatus
+
+
+class PaymentAlreadyApproved(DomainError):
+    code = "payment_already_approved"
+
+    def __init__(self, order_id: int):
+        super().__init__(f"order {order_id} already has an approved payment")

@@ -1,0 +1,79 @@
+"""Use cases of the payment service, each one local transaction, idempotent by key."""
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from common.idempotency import IdempotencyStore, StoredResponse
+from payment_service.domain import PaymentAlreadyApproved, PaymentStatus, PaymentView
+from payment_service.models import IdempotencyRecord, Payment
+
+idempotency = IdempotencyStore(IdempotencyRecord)
+
+
+def _view(payment: Payment) -> PaymentView:
+    return PaymentView(
+        id=payment.id,
+        order_id=payment.order_id,
+        user_id=payment.user_id,
+        amount=payment.amount,
+        status=PaymentStatus(payment.status),
+    )
+
+
+def to_json(view: PaymentView) -> dict[str, Any]:
+    return asdict(view)
+
+
+def list_payments(session: Session, order_id: int | None) -> list[PaymentView]:
+    query = select(Payment).order_by(Payment.id)
+    if order_id is not None:
+        query = query.where(Payment.order_id == order_id)
+    return [_view(p) for p in session.scalars(query)]
+
+
+def approve_payment(
+    session: Session, order_id: int, user_id: int, amount: int, key: str
+) -> StoredResponse:
+    """Saga action: record an approved payment of `amount` for the order."""
+
+    def apply() -> tuple[int, dict[str, Any]]:
+        payment = Payment(
+            order_id=order_id,
+            user_id=user_id,
+            amount=amount,
+            status=PaymentStatus.APPROVED,
+            approval_key=key,
+        )
+        session.add(payment)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise PaymentAlreadyApproved(order_id) from exc
+        return 201, to_json(_view(payment))
+
+    return idempotency.execute(
+        session, key, "approve", {"order_id": order_id, "user_id": user_id, "amount": amount}, apply
+    )
+
+
+def cancel_payment(session: Session, approval_key: str, key: str) -> StoredResponse:
+    """Saga compensation of an approval (a refund): cancel the payment that approval created.
+    If the approval never arrived, a tombstone makes sure it never will."""
+
+    def apply() -> tuple[int, dict[str, Any]]:
+        approval = idempotency.settle_action(session, approval_key)
+        if approval is None or not approval.applied:
+            return 200, {"payment": None, "cancelled": False}
+        payment = session.execute(
+            update(Payment)
+            .where(Payment.approval_key == approval_key)
+            .values(status=PaymentStatus.CANCELLED, cancelled_at=func.now())
+            .returning(Payment)
+        ).scalar_one()
+        return 200, {"payment": to_json(_view(payment)), "cancelled": True}
+
+    return idempotency.execute(session, key, "cancel", {"approval_key": approval_key}, apply)

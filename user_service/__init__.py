@@ -1,0 +1,1 @@
+"""User service: users and their balances (deduct, charge). Owns the `saga_users` database."""

@@ -1,0 +1,27 @@
+from pydantic import BaseModel, Field
+
+from common.fields import Balance, IdempotencyKeyValue, Money
+
+
+class CreateUser(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    balance: Balance
+
+
+class Charge(BaseModel):
+    amount: Money
+
+
+class Deduction(BaseModel):
+    amount: Money
+
+
+class ChargeBack(BaseModel):
+    amount: Money
+    deduction_key: IdempotencyKeyValue
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    balance: int
