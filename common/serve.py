@@ -21,6 +21,8 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
         stream=sys.stderr,
     )
+    # One line per outgoing request is noise at INFO; failures are logged by the callers.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def main(
@@ -39,7 +41,7 @@ def main(
     args = parser.parse_args(argv)
 
     try:
-        settings = get_settings()
+        settings = get_settings().model_copy(update={"port": args.port})
     except ValidationError as exc:
         sys.exit(f"{package}: invalid settings: {exc}")
     configure_logging(settings.log_level)

@@ -27,6 +27,7 @@ class ServiceSettings(BaseSettings):
     # Lets tests and demos make this process fail on purpose (POST /_faults). Never in production.
     fault_injection: bool = False
     db_pool_size: int = 10
+    port: int | None = None  # set by `python -m <package> --port N`
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 
     @model_validator(mode="after")

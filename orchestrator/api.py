@@ -1,0 +1,153 @@
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from common.auth import require_admin_token
+from common.errors import DomainError
+from common.web import OptionalIdempotencyKey
+from orchestrator import service
+from orchestrator.definitions import CURRENT
+from orchestrator.runner import SagaRunner
+from orchestrator.saga import SagaStatus
+from orchestrator.schemas import (
+    SagaOut,
+    SagaPage,
+    SagaStarted,
+    SagaSummary,
+    StartPayment,
+    StepAttemptOut,
+)
+from orchestrator.store import SagaState
+
+router = APIRouter(tags=["sagas"])
+admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
+
+WaitSeconds = Annotated[float | None, Query(gt=0, le=300, description="wait for a final status")]
+
+
+def _runner(request: Request) -> SagaRunner:
+    return request.app.state.runner
+
+
+RunnerDep = Annotated[SagaRunner, Depends(_runner)]
+
+
+def summary(state: SagaState) -> SagaSummary:
+    definition = CURRENT.get(state.type)
+    described = definition.describe(state.payload) if definition else {}
+    return SagaSummary(
+        saga_id=str(state.id),
+        type=state.type,
+        status=state.status,
+        definition_version=state.version,
+        error=state.error,
+        attention=state.attention,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        finished_at=state.finished_at,
+        **described,
+    )
+
+
+async def detail(runner: SagaRunner, state: SagaState) -> SagaOut:
+    attempts = await runner.store.attempts(state.id)
+    steps = [
+        StepAttemptOut(
+            step=a.step_name,
+            step_index=a.step,
+            phase=a.phase,
+            attempt=a.attempt,
+            status=a.status,
+            started_at=a.started_at,
+            finished_at=a.finished_at,
+            error=a.error,
+            idempotency_key=a.idempotency_key,
+            owner=a.owner,
+            request=a.request,
+            response=a.response,
+        )
+        for a in attempts
+    ]
+    return SagaOut(**summary(state).model_dump(), steps=steps)
+
+
+async def _answer(runner: SagaRunner, state: SagaState, wait: float | None, max_wait: float):
+    """202 once the saga is recorded; with ?wait=, 200 as soon as it is final."""
+    if wait is not None:
+        state = await runner.wait_until_final(state.id, min(wait, max_wait)) or state
+    body = SagaStarted(saga_id=str(state.id), status=state.status).model_dump()
+    return JSONResponse(body, status_code=200 if wait is not None and state.is_final else 202)
+
+
+@router.post("/payments", status_code=202, response_model=SagaStarted)
+async def start_payment(
+    body: StartPayment,
+    request: Request,
+    runner: RunnerDep,
+    key: OptionalIdempotencyKey = None,
+    wait: WaitSeconds = None,
+) -> JSONResponse:
+    settings = request.app.state.settings
+    state = await service.start_payment(
+        runner, runner.clients["order"], body.order_id, key, settings.step_timeout
+    )
+    return await _answer(runner, state, wait, settings.max_wait_seconds)
+
+
+@router.get("/payments/{saga_id}")
+async def get_payment(saga_id: str, runner: RunnerDep) -> SagaOut:
+    return await detail(runner, await service.get_saga(runner, saga_id, "payment"))
+
+
+def _encode_cursor(state: SagaState) -> str:
+    raw = f"{state.created_at.isoformat()}|{state.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, _, saga_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(saga_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise DomainError(
+            "the cursor is not one this API gave out", code="invalid_cursor", status_code=422
+        ) from None
+
+
+@admin.get("/sagas")
+async def list_sagas(
+    runner: RunnerDep,
+    status: SagaStatus | None = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> SagaPage:
+    after = _decode_cursor(cursor) if cursor else None
+    states = await runner.store.page(status=status, saga_type=type, limit=limit + 1, after=after)
+    more = len(states) > limit
+    states = states[:limit]
+    return SagaPage(
+        items=[summary(s) for s in states],
+        next_cursor=_encode_cursor(states[-1]) if more else None,
+    )
+
+
+@admin.get("/sagas/{saga_id}")
+async def get_saga(saga_id: str, runner: RunnerDep) -> SagaOut:
+    return await detail(runner, await service.get_saga(runner, saga_id))
+
+
+@admin.post("/sagas/{saga_id}/retry", status_code=202)
+async def retry_saga(saga_id: str, runner: RunnerDep) -> SagaStarted:
+    state = await service.retry_saga(runner, saga_id)
+    return SagaStarted(saga_id=str(state.id), status=state.status)
+
+
+@admin.get("/stats")
+async def stats(runner: RunnerDep) -> dict[str, Any]:
+    return {"sagas_by_status": await runner.store.count_by_status()}

@@ -1,0 +1,93 @@
+"""One HTTP client per domain service, and the classification of every failure.
+
+Before anything else looks at an error it is classified: a business refusal (a 4xx with a machine
+code: final, compensate at once) or a transient fault (connection error, timeout, 5xx, 408, 429:
+retry under the same key). Retrying is the runner's job, so that each attempt is persisted.
+"""
+
+from typing import Any
+
+import httpx
+
+from orchestrator.saga import RemoteCall
+
+
+class StepError(Exception):
+    def __init__(self, code: str, message: str, status_code: int | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status_code = status_code
+
+    def as_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "status_code": self.status_code}
+
+
+class BusinessRefusal(StepError):
+    """The service said no and means it: retrying the same request cannot change the answer."""
+
+
+class TransientFault(StepError):
+    """The outcome is unknown or the service is unavailable: retry under the same key."""
+
+
+TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    try:
+        error = response.json()["error"]
+        return str(error["code"]), str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError):
+        return f"http_{response.status_code}", response.text[:200]
+
+
+def classify(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a success, or the classified error of anything else."""
+    status = response.status_code
+    if status >= 500 or status in TRANSIENT_STATUSES:
+        code, message = _error_of(response)
+        raise TransientFault(code, message, status)
+    if status >= 400:
+        code, message = _error_of(response)
+        raise BusinessRefusal(code, message, status)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise TransientFault("invalid_response", "the response was not JSON", status) from exc
+    if not isinstance(body, dict):
+        raise TransientFault("invalid_response", "the response was not a JSON object", status)
+    return body
+
+
+class ServiceClient:
+    def __init__(self, name: str, http: httpx.AsyncClient):
+        self.name = name
+        self.http = http
+
+    async def send(
+        self, call: RemoteCall, idempotency_key: str | None, timeout: float
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        try:
+            response = await self.http.request(
+                call.method, call.path, json=call.body, headers=headers, timeout=timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientFault("timeout", f"{self.name} did not answer in {timeout}s") from exc
+        except httpx.TransportError as exc:
+            raise TransientFault("connection_error", f"{self.name}: {exc!r}") from exc
+        return classify(response)
+
+
+def build_clients(
+    urls: dict[str, str], service_token: str, timeout: float
+) -> dict[str, ServiceClient]:
+    headers = {"Authorization": f"Bearer {service_token}"}
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
+    return {
+        name: ServiceClient(
+            name, httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, limits=limits)
+        )
+        for name, url in urls.items()
+    }

@@ -1,0 +1,71 @@
+import os
+import socket
+import uuid
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import ServiceSettings
+from orchestrator.saga import RetryPolicy
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+    database_name = "saga_orchestrator"
+
+    order_service_url: str = Field("http://127.0.0.1:8001", validation_alias="ORDER_SERVICE_URL")
+    user_service_url: str = Field("http://127.0.0.1:8002", validation_alias="USER_SERVICE_URL")
+    payment_service_url: str = Field(
+        "http://127.0.0.1:8003", validation_alias="PAYMENT_SERVICE_URL"
+    )
+
+    # One remote call; past it the outcome is unknown and the call is retried under its key.
+    step_timeout: float = Field(5.0, gt=0)
+    # Actions: transient faults are retried within this budget, then the saga compensates.
+    action_attempts: int = Field(5, ge=1)
+    action_max_seconds: float = Field(40.0, gt=0)
+    # Compensations: retried longer; past the budget the saga needs an operator.
+    compensation_attempts: int = Field(8, ge=1)
+    compensation_max_seconds: float = Field(60.0, gt=0)
+    backoff_initial: float = Field(0.2, gt=0)
+    backoff_max: float = Field(5.0, gt=0)
+
+    # Unique among live replicas. Default: host:port, so a restart of the same replica takes its
+    # unfinished sagas back at once instead of waiting for their leases to expire.
+    instance_id: str | None = None
+    lease_seconds: float = Field(30.0, gt=0)
+    recovery_interval: float = Field(2.0, gt=0)
+    recovery_batch: int = Field(100, ge=1)
+    max_wait_seconds: float = Field(120.0, gt=0)
+
+    def resolved_instance_id(self) -> str:
+        if self.instance_id:
+            return self.instance_id
+        suffix = self.port if self.port is not None else f"pid{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        return f"{socket.gethostname()}:{suffix}"
+
+    def action_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            self.action_attempts, self.backoff_initial, self.backoff_max, self.action_max_seconds
+        )
+
+    def compensation_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            self.compensation_attempts,
+            self.backoff_initial,
+            self.backoff_max,
+            self.compensation_max_seconds,
+        )
+
+    def service_urls(self) -> dict[str, str]:
+        return {
+            "order": self.order_service_url,
+            "user": self.user_service_url,
+            "payment": self.payment_service_url,
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

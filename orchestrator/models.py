@@ -1,0 +1,88 @@
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SagaRecord(Base):
+    """One saga: where it stands, what it was given, what its steps answered, and who runs it."""
+
+    __tablename__ = "sagas"
+    __table_args__ = (
+        # A start request's Idempotency-Key names one saga, forever.
+        UniqueConstraint("type", "client_key", name="uq_sagas_type_client_key"),
+        # At most one saga per business object (an order) that is not COMPENSATED: concurrent
+        # starts without a key get the one saga, and a paid order is never paid again.
+        Index(
+            "uq_sagas_live_lock_key",
+            "lock_key",
+            unique=True,
+            postgresql_where=text("status <> 'COMPENSATED'"),
+        ),
+        # The recovery loop looks for unfinished sagas whose lease expired.
+        Index(
+            "ix_sagas_unfinished_lease",
+            "lease_expires_at",
+            postgresql_where=text("status IN ('RUNNING', 'COMPENSATING')"),
+        ),
+        Index("ix_sagas_created", text("created_at DESC"), text("id DESC")),
+        Index("ix_sagas_status_created", "status", text("created_at DESC"), text("id DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    definition_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    results: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # what made it compensate
+    attention: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # why it needs an operator
+    client_key: Mapped[str | None] = mapped_column(String(200))
+    lock_key: Mapped[str] = mapped_column(String(200))
+    # The lease token of the run that owns the saga (instance id + a nonce per claim): every
+    # write is conditional on it, so a run that lost its lease cannot write any more.
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StepAttempt(Base):
+    """One call of one step: written before the call (write-ahead), completed after it."""
+
+    __tablename__ = "saga_steps"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    saga_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sagas.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    step_name: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(200))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,94 @@
+"""The payment saga (ARCHITECTURE.md): lock the order, deduct the balance, approve the payment,
+mark the order PAID (the pivot). A failure runs the compensations of the earlier steps in reverse.
+
+| # | step                   | service | action            | compensation              |
+|---|------------------------|---------|-------------------|---------------------------|
+| 1 | start_order_payment    | order   | PENDING -> IN_PAY | IN_PAY -> PENDING         |
+| 2 | deduct_balance         | user    | balance -= amount | charge the amount back    |
+| 3 | approve_payment        | payment | approve a payment | cancel it (a refund)      |
+| 4 | complete_order_payment | order   | IN_PAY -> PAID    | none: the pivot           |
+
+IN_PAY stands for PAYMENT_IN_PROGRESS. The amount and the user are read from the order by step 1,
+under the order's semantic lock, not taken from the caller: later steps reuse that reread value.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.saga import RemoteCall, SagaDefinition, Step, StepContext, StepKind
+
+ORDER, USER, PAYMENT = "order", "user", "payment"
+
+
+def _order(ctx: StepContext) -> Mapping[str, Any]:
+    return ctx.results["start_order_payment"]
+
+
+def start_order_payment(ctx: StepContext) -> RemoteCall:
+    return RemoteCall(ORDER, "POST", f"/orders/{ctx.payload['order_id']}/payment-start")
+
+
+def release_order(ctx: StepContext) -> RemoteCall:
+    return RemoteCall(
+        ORDER,
+        "POST",
+        f"/orders/{ctx.payload['order_id']}/payment-release",
+        {"start_key": ctx.action_key},
+    )
+
+
+def deduct_balance(ctx: StepContext) -> RemoteCall:
+    order = _order(ctx)
+    return RemoteCall(
+        USER, "POST", f"/users/{order['user_id']}/deductions", {"amount": order["amount"]}
+    )
+
+
+def charge_back_balance(ctx: StepContext) -> RemoteCall:
+    order = _order(ctx)
+    return RemoteCall(
+        USER,
+        "POST",
+        f"/users/{order['user_id']}/charge-backs",
+        {"amount": order["amount"], "deduction_key": ctx.action_key},
+    )
+
+
+def approve_payment(ctx: StepContext) -> RemoteCall:
+    order = _order(ctx)
+    body = {"order_id": order["id"], "user_id": order["user_id"], "amount": order["amount"]}
+    return RemoteCall(PAYMENT, "POST", "/payments", body)
+
+
+def cancel_payment(ctx: StepContext) -> RemoteCall:
+    return RemoteCall(PAYMENT, "POST", "/payments/cancellations", {"approval_key": ctx.action_key})
+
+
+def complete_order_payment(ctx: StepContext) -> RemoteCall:
+    return RemoteCall(ORDER, "POST", f"/orders/{ctx.payload['order_id']}/payment-complete")
+
+
+def settle_order_completion(ctx: StepContext) -> RemoteCall:
+    return RemoteCall(ORDER, "POST", "/_idempotency/settle", {"key": ctx.action_key})
+
+
+def describe(payload: Mapping[str, Any]) -> dict[str, Any]:
+    return {"order_id": payload["order_id"]}
+
+
+PAYMENT_SAGA = SagaDefinition(
+    name="payment",
+    version=1,
+    steps=(
+        Step("start_order_payment", start_order_payment, release_order),
+        Step("deduct_balance", deduct_balance, charge_back_balance),
+        Step("approve_payment", approve_payment, cancel_payment),
+        Step(
+            "complete_order_payment",
+            complete_order_payment,
+            settle=settle_order_completion,
+            kind=StepKind.PIVOT,
+        ),
+    ),
+    describe=describe,
+)

@@ -1,0 +1,298 @@
+"""Runs sagas: persists and executes what `orchestrator.saga` decides.
+
+For each step: record the attempt (write-ahead), make the call, record its outcome, move the saga.
+Transient faults are retried with exponential backoff and jitter under the same Idempotency-Key;
+a business refusal is final at once. No database transaction is open during a remote call.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from orchestrator import metrics
+from orchestrator.clients import BusinessRefusal, ServiceClient, StepError, TransientFault
+from orchestrator.definitions import definition_for
+from orchestrator.saga import (
+    CallOutcome,
+    Phase,
+    Position,
+    RemoteCall,
+    RetryPolicy,
+    SagaDefinition,
+    SagaStatus,
+    Step,
+    StepContext,
+    StepKind,
+    after_action,
+    after_compensation,
+    idempotency_key,
+    resume_after_attention,
+)
+from orchestrator.store import LeaseLost, SagaState, SagaStore
+
+log = logging.getLogger(__name__)
+
+
+class SagaRunner:
+    def __init__(
+        self,
+        store: SagaStore,
+        clients: dict[str, ServiceClient],
+        *,
+        instance_id: str,
+        step_timeout: float,
+        action_policy: RetryPolicy,
+        compensation_policy: RetryPolicy,
+    ):
+        self.store = store
+        self.clients = clients
+        self.instance_id = instance_id
+        self.step_timeout = step_timeout
+        self.action_policy = action_policy
+        self.compensation_policy = compensation_policy
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed: dict[uuid.UUID, asyncio.Event] = {}
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def spawn(self, saga_id: uuid.UUID, token: str) -> None:
+        task = asyncio.create_task(self.run(saga_id, token), name=f"saga-{saga_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _notify(self, saga_id: uuid.UUID) -> None:
+        event = self._changed.pop(saga_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait_until_final(self, saga_id: uuid.UUID, timeout: float) -> SagaState | None:
+        """The saga once final, or as it stands at the deadline. A saga run by another replica is
+        noticed by polling; one run here wakes the waiter at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            changed = self._changed.setdefault(saga_id, asyncio.Event())
+            state = await self.store.get(saga_id)
+            remaining = deadline - time.monotonic()
+            if state is None or state.is_final or remaining <= 0:
+                return state
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self, saga_id: uuid.UUID, token: str) -> None:
+        try:
+            state = await self.store.get(saga_id)
+            while state is not None and state.status in (
+                SagaStatus.RUNNING,
+                SagaStatus.COMPENSATING,
+            ):
+                definition = definition_for(state.type, state.version)
+                if state.status is SagaStatus.RUNNING:
+                    state = await self._run_action(definition, state, token)
+                else:
+                    state = await self._run_compensation(definition, state, token)
+                self._notify(saga_id)
+        except LeaseLost:
+            log.info("saga %s: lease lost, another run has it", saga_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease expires and the recovery loop resumes it from the persisted step.
+            log.exception("saga %s: run failed; it will be recovered", saga_id)
+        finally:
+            self._notify(saga_id)
+
+    def _context(self, state: SagaState, step: Step) -> StepContext:
+        return StepContext(
+            saga_id=str(state.id),
+            payload=state.payload,
+            results=state.results,
+            action_key=idempotency_key(str(state.id), step, Phase.ACTION),
+        )
+
+    async def _run_action(
+        self, definition: SagaDefinition, state: SagaState, token: str
+    ) -> SagaState:
+        step = definition.steps[state.step]
+        ctx = self._context(state, step)
+        outcome, response, error = await self._call(
+            state, token, step, Phase.ACTION, step.action(ctx), ctx.action_key, self.action_policy
+        )
+        if outcome is CallOutcome.EXHAUSTED and step.kind is StepKind.PIVOT:
+            outcome, response, error = await self._settle(state, token, step, ctx, error)
+            if outcome is CallOutcome.EXHAUSTED:
+                return await self._needs_attention(state, token, step, Phase.ACTION, error)
+        to = after_action(definition, state.step, outcome)
+        if outcome is CallOutcome.SUCCEEDED:
+            await self.store.move(state, token, to, result=(step.name, response))
+            results = {**state.results, step.name: response}
+            return self._advance(state, to, results=results)
+        cause = {**error.as_json(), "step": step.name}
+        await self.store.move(state, token, to, error=cause)
+        return self._advance(state, to, error=cause)
+
+    async def _settle(
+        self, state: SagaState, token: str, step: Step, ctx: StepContext, fault: StepError | None
+    ) -> tuple[CallOutcome, dict[str, Any] | None, StepError | None]:
+        """A pivot whose answer was lost: ask its service whether it went through. The answer
+        also makes sure that, if it did not, it never will (a tombstone under its key)."""
+        assert step.settle is not None, f"pivot {step.name} declares no settle call"
+        outcome, settled, error = await self._call(
+            state,
+            token,
+            step,
+            Phase.ACTION,
+            step.settle(ctx),
+            ctx.action_key,
+            self.compensation_policy,
+            send_key=False,
+        )
+        if outcome is not CallOutcome.SUCCEEDED:
+            return CallOutcome.EXHAUSTED, None, error or fault
+        if settled["outcome"] == "APPLIED":
+            return CallOutcome.SUCCEEDED, settled["response"], None
+        refusal = BusinessRefusal(
+            "action_not_applied",
+            f"{step.name} did not go through after {fault.code if fault else 'a fault'}",
+        )
+        return CallOutcome.REFUSED, None, refusal
+
+    async def _run_compensation(
+        self, definition: SagaDefinition, state: SagaState, token: str
+    ) -> SagaState:
+        step = definition.steps[state.step]
+        assert step.compensation is not None
+        ctx = self._context(state, step)
+        key = idempotency_key(ctx.saga_id, step, Phase.COMPENSATION)
+        outcome, _, error = await self._call(
+            state,
+            token,
+            step,
+            Phase.COMPENSATION,
+            step.compensation(ctx),
+            key,
+            self.compensation_policy,
+        )
+        if outcome is not CallOutcome.SUCCEEDED:
+            return await self._needs_attention(state, token, step, Phase.COMPENSATION, error)
+        to = after_compensation(definition, state.step, outcome)
+        await self.store.move(state, token, to)
+        return self._advance(state, to)
+
+    async def _needs_attention(
+        self, state: SagaState, token: str, step: Step, phase: Phase, error: StepError | None
+    ) -> SagaState:
+        to = Position(SagaStatus.NEEDS_ATTENTION, state.step, phase)
+        attention = {**(error.as_json() if error else {}), "step": step.name, "phase": phase}
+        await self.store.move(state, token, to, attention=attention)
+        log.error("saga %s needs attention at %s (%s): %s", state.id, step.name, phase, attention)
+        return self._advance(state, to, attention=attention)
+
+    def _advance(self, state: SagaState, to: Position, **changes: Any) -> SagaState:
+        if to.status is not state.status:
+            metrics.SAGA_TRANSITIONS.labels(state.type, to.status).inc()
+        return replace(state, status=to.status, step=to.step, phase=to.phase, **changes)
+
+    async def _call(
+        self,
+        state: SagaState,
+        token: str,
+        step: Step,
+        phase: Phase,
+        call: RemoteCall,
+        key: str,
+        policy: RetryPolicy,
+        *,
+        send_key: bool = True,
+    ) -> tuple[CallOutcome, dict[str, Any] | None, StepError | None]:
+        """One remote call with its retries, each attempt persisted before and after."""
+        client = self.clients[call.service]
+        timeout = step.timeout or self.step_timeout
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+            wait=wait_exponential_jitter(
+                initial=policy.initial_backoff,
+                max=policy.max_backoff,
+                jitter=policy.initial_backoff,
+            ),
+            retry=retry_if_exception_type(TransientFault),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempt_id = await self.store.begin_attempt(
+                        state.id, token, state.step, step.name, phase, key, call
+                    )
+                    started = time.perf_counter()
+                    try:
+                        response = await client.send(call, key if send_key else None, timeout)
+                    except StepError as failure:
+                        status = "REFUSED" if isinstance(failure, BusinessRefusal) else "FAILED"
+                        await self.store.finish_attempt(
+                            state.id, token, attempt_id, status, error=failure.as_json()
+                        )
+                        raise
+                    finally:
+                        metrics.STEP_SECONDS.labels(state.type, step.name, phase).observe(
+                            time.perf_counter() - started
+                        )
+                    await self.store.finish_attempt(
+                        state.id, token, attempt_id, "SUCCEEDED", response=response
+                    )
+                    return CallOutcome.SUCCEEDED, response, None
+        except BusinessRefusal as refusal:
+            return CallOutcome.REFUSED, None, refusal
+        except TransientFault as fault:
+            log.warning(
+                "saga %s: %s %s gave up after retries: %s", state.id, step.name, phase, fault
+            )
+            return CallOutcome.EXHAUSTED, None, fault
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    async def recover(self, limit: int, *, own_orphans: bool = False) -> int:
+        claimed = await self.store.claim_expired(self.instance_id, limit, own_orphans=own_orphans)
+        for saga_id, token in claimed:
+            log.info("saga %s: recovered, resuming", saga_id)
+            self.spawn(saga_id, token)
+        return len(claimed)
+
+    async def recovery_loop(self, interval: float, batch: int) -> None:
+        """Resume sagas whose owner died (its lease expired), here or in another replica."""
+        await self.recover(batch, own_orphans=True)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                while await self.recover(batch) == batch:
+                    pass
+            except Exception:
+                log.exception("recovery pass failed; trying again in %ss", interval)
+
+    async def retry(self, state: SagaState) -> bool:
+        """An operator's retry of a NEEDS_ATTENTION saga."""
+        to = resume_after_attention(state.position)
+        token = await self.store.claim_for_retry(state.id, self.instance_id, to)
+        if token is None:
+            return False
+        self.spawn(state.id, token)
+        return True

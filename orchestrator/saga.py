@@ -1,0 +1,186 @@
+"""The saga engine's pure core: definitions, the status machine and what follows each outcome.
+
+No I/O here. A saga definition is an ordered list of steps; each step builds the remote call of its
+action and of its compensation from the saga's context. The runner (`orchestrator.runner`)
+persists and executes what this module decides.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class SagaStatus(StrEnum):
+    RUNNING = "RUNNING"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    COMPENSATED = "COMPENSATED"
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
+
+
+FINAL_STATUSES = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED})
+
+# The only legal moves of a saga's status. Every persisted change is checked against it.
+TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
+    SagaStatus.RUNNING: frozenset(
+        {
+            SagaStatus.RUNNING,  # the next action
+            SagaStatus.COMPLETED,  # the pivot (or the last step) went through
+            SagaStatus.COMPENSATING,  # an action failed after earlier ones applied
+            SagaStatus.COMPENSATED,  # the first action was refused: nothing to undo
+            SagaStatus.NEEDS_ATTENTION,  # a pivot's outcome could not be learned
+        }
+    ),
+    SagaStatus.COMPENSATING: frozenset(
+        {
+            SagaStatus.COMPENSATING,  # the next compensation, in reverse order
+            SagaStatus.COMPENSATED,  # the last compensation went through
+            SagaStatus.NEEDS_ATTENTION,  # a compensation failed past its retry budget
+        }
+    ),
+    SagaStatus.NEEDS_ATTENTION: frozenset(
+        {SagaStatus.RUNNING, SagaStatus.COMPENSATING}  # an operator's retry resumes it
+    ),
+    SagaStatus.COMPLETED: frozenset(),
+    SagaStatus.COMPENSATED: frozenset(),
+}
+
+
+class IllegalSagaTransition(Exception):
+    pass
+
+
+def check_transition(current: SagaStatus, new: SagaStatus) -> None:
+    if new not in TRANSITIONS[current]:
+        raise IllegalSagaTransition(f"a saga cannot go from {current} to {new}")
+
+
+class Phase(StrEnum):
+    ACTION = "action"
+    COMPENSATION = "compensation"
+
+
+class StepKind(StrEnum):
+    COMPENSATABLE = "compensatable"  # has a compensation; undone if a later step fails
+    PIVOT = "pivot"  # the point of no return: once it commits the saga completes
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Transient faults of one call are retried under the same key within this budget."""
+
+    attempts: int = 5
+    initial_backoff: float = 0.2  # seconds; doubles each try, with jitter
+    max_backoff: float = 5.0
+    max_seconds: float = 45.0  # the whole budget, so a dead service is given up on in time
+
+
+@dataclass(frozen=True)
+class RemoteCall:
+    """One call to a domain service, described as data so that it can be persisted as is."""
+
+    service: str
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StepContext:
+    saga_id: str
+    payload: Mapping[str, Any]
+    results: Mapping[str, Mapping[str, Any]]  # the response of each action that succeeded
+    action_key: str  # this step's action key: compensations and settle calls refer to it
+
+
+CallBuilder = Callable[[StepContext], RemoteCall]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    action: CallBuilder
+    compensation: CallBuilder | None = None
+    # For a pivot: how to learn whether an action whose answer was lost went through.
+    settle: CallBuilder | None = None
+    kind: StepKind = StepKind.COMPENSATABLE
+    timeout: float | None = None  # seconds per call; None: the orchestrator's default
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    name: str
+    version: int
+    steps: tuple[Step, ...]
+    describe: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=lambda payload: {})
+
+    def __post_init__(self) -> None:
+        pivots = [i for i, s in enumerate(self.steps) if s.kind is StepKind.PIVOT]
+        if len(pivots) > 1:
+            raise ValueError(f"saga {self.name} has more than one pivot")
+        for step in self.steps:
+            if step.kind is StepKind.COMPENSATABLE and step.compensation is None:
+                raise ValueError(f"compensatable step {step.name} has no compensation")
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.name, self.version
+
+
+def idempotency_key(saga_id: str, step: Step, phase: Phase) -> str:
+    """The key a step's call carries: the same for every retry, different per step and phase."""
+    return f"{saga_id}:{step.name}:{phase}"
+
+
+class CallOutcome(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    REFUSED = "REFUSED"  # a business refusal: final, not retried
+    EXHAUSTED = "EXHAUSTED"  # transient faults outlasted the budget: the outcome is unknown
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a saga stands: its status and the step it does next (an action while RUNNING, a
+    compensation while COMPENSATING, counting down)."""
+
+    status: SagaStatus
+    step: int
+    phase: Phase
+
+
+def _compensation_from(definition: SagaDefinition, index: int) -> Position:
+    """Compensate steps index, index-1, ..., 0 that have a compensation, or finish if none."""
+    for i in range(index, -1, -1):
+        if definition.steps[i].compensation is not None:
+            return Position(SagaStatus.COMPENSATING, i, Phase.COMPENSATION)
+    return Position(SagaStatus.COMPENSATED, -1, Phase.COMPENSATION)
+
+
+def after_action(definition: SagaDefinition, index: int, outcome: CallOutcome) -> Position:
+    """What follows an action's outcome (for a pivot, its outcome once settled)."""
+    step = definition.steps[index]
+    if outcome is CallOutcome.SUCCEEDED:
+        if step.kind is StepKind.PIVOT or index == len(definition.steps) - 1:
+            return Position(SagaStatus.COMPLETED, index + 1, Phase.ACTION)
+        return Position(SagaStatus.RUNNING, index + 1, Phase.ACTION)
+    if outcome is CallOutcome.REFUSED:
+        # The step's own local transaction rolled back: undo only the earlier steps.
+        return _compensation_from(definition, index - 1)
+    if step.kind is StepKind.PIVOT:
+        raise ValueError("a pivot's unknown outcome must be settled before deciding")
+    # Unknown outcome: it may have applied. Its compensation names its key, so it undoes the
+    # action if it ran and leaves a tombstone if it did not; then the earlier steps.
+    return _compensation_from(definition, index)
+
+
+def after_compensation(definition: SagaDefinition, index: int, outcome: CallOutcome) -> Position:
+    if outcome is CallOutcome.SUCCEEDED:
+        return _compensation_from(definition, index - 1)
+    return Position(SagaStatus.NEEDS_ATTENTION, index, Phase.COMPENSATION)
+
+
+def resume_after_attention(position: Position) -> Position:
+    """An operator's retry: resume the phase the saga was stuck in, at the same step."""
+    status = SagaStatus.COMPENSATING if position.phase is Phase.COMPENSATION else SagaStatus.RUNNING
+    return Position(status, position.step, position.phase)

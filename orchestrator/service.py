@@ -1,0 +1,138 @@
+"""Use cases of the orchestrator's API: start a saga exactly once, read it, retry it."""
+
+import uuid
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from common.errors import DomainError, NotFound
+from common.idempotency import IdempotencyKeyReused
+from orchestrator import metrics
+from orchestrator.clients import BusinessRefusal, ServiceClient, TransientFault
+from orchestrator.definitions import CURRENT
+from orchestrator.runner import SagaRunner
+from orchestrator.saga import RemoteCall, SagaDefinition, SagaStatus
+from orchestrator.store import SagaState, new_lease_token
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class OrderNotPayable(DomainError):
+    code = "order_not_payable"
+
+
+class SagaNotFound(NotFound):
+    code = "saga_not_found"
+
+
+class SagaNotRetryable(DomainError):
+    code = "saga_not_retryable"
+
+
+class DependencyUnavailable(DomainError):
+    status_code = 503
+    code = "dependency_unavailable"
+
+
+UNPAYABLE = ("PAID", "CANCELLED")
+
+
+async def _read(client: ServiceClient, path: str, timeout: float) -> dict[str, Any]:
+    """A read between services: retried briefly, since it changes nothing."""
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(3),
+            wait=wait_exponential(multiplier=0.1, max=1),
+            retry=retry_if_exception_type(TransientFault),
+            reraise=True,
+        ):
+            with attempt:
+                return await client.send(RemoteCall(client.name, "GET", path), None, timeout)
+    except TransientFault as fault:
+        raise DependencyUnavailable(f"the {client.name} service is unavailable: {fault}") from fault
+    raise AssertionError("unreachable")
+
+
+async def start_saga(
+    runner: SagaRunner,
+    definition: SagaDefinition,
+    payload: dict[str, Any],
+    client_key: str | None,
+    lock_key: str,
+) -> SagaState:
+    """Record a new saga durably and start running it, unless the client key or the business
+    object already has one: then that saga is the answer, never a second one."""
+    store = runner.store
+    for _ in range(3):
+        token = new_lease_token(runner.instance_id)
+        created = await store.create(definition, payload, client_key, lock_key, token)
+        if created is not None:
+            metrics.SAGAS_STARTED.labels(definition.name).inc()
+            runner.spawn(created.id, token)
+            return created
+        if client_key is not None:
+            same_key = await store.find_by_client_key(definition.name, client_key)
+            if same_key is not None:
+                return _same_request(same_key, payload, client_key)
+        live = await store.find_live_by_lock_key(lock_key)
+        if live is not None:
+            return live
+        # The saga we collided with was compensated in between: the object is free again.
+    raise DomainError("the saga could not be recorded, please retry", code="start_contention")
+
+
+def _same_request(saga: SagaState, payload: dict[str, Any], client_key: str) -> SagaState:
+    if saga.payload != payload:
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key {client_key!r} already started a saga for another request"
+        )
+    return saga
+
+
+async def start_payment(
+    runner: SagaRunner,
+    order_client: ServiceClient,
+    order_id: int,
+    client_key: str | None,
+    timeout: float,
+) -> SagaState:
+    definition = CURRENT["payment"]
+    payload = {"order_id": order_id}
+    if client_key is not None:
+        existing = await runner.store.find_by_client_key(definition.name, client_key)
+        if existing is not None:
+            return _same_request(existing, payload, client_key)
+    try:
+        order = await _read(order_client, f"/orders/{order_id}", timeout)
+    except BusinessRefusal as refusal:
+        if refusal.status_code == 404:
+            raise OrderNotFound(f"order {order_id} does not exist") from refusal
+        raise
+    if order["status"] in UNPAYABLE:
+        raise OrderNotPayable(f"order {order_id} is {order['status']} and cannot be paid")
+    saga = await start_saga(runner, definition, payload, client_key, f"order:{order_id}")
+    if saga.status is SagaStatus.COMPLETED and saga.client_key != client_key:
+        raise OrderNotPayable(f"order {order_id} is already paid")
+    return saga
+
+
+async def get_saga(runner: SagaRunner, saga_id: str, saga_type: str | None = None) -> SagaState:
+    try:
+        parsed = uuid.UUID(saga_id)
+    except ValueError:
+        raise SagaNotFound(f"no saga {saga_id!r}") from None
+    state = await runner.store.get(parsed)
+    if state is None or (saga_type is not None and state.type != saga_type):
+        raise SagaNotFound(f"no saga {saga_id!r}")
+    return state
+
+
+async def retry_saga(runner: SagaRunner, saga_id: str) -> SagaState:
+    state = await get_saga(runner, saga_id)
+    if state.status is not SagaStatus.NEEDS_ATTENTION or not await runner.retry(state):
+        raise SagaNotRetryable(
+            f"saga {saga_id} is {state.status}; only NEEDS_ATTENTION can be retried"
+        )
+    return await get_saga(runner, saga_id)

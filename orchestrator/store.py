@@ -1,0 +1,363 @@
+"""Persistence of sagas and their step attempts. Every write is one short transaction, never open
+across a remote call, and every write to a running saga is fenced by its lease token."""
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from orchestrator.models import SagaRecord, StepAttempt
+from orchestrator.saga import (
+    FINAL_STATUSES,
+    Phase,
+    Position,
+    RemoteCall,
+    SagaDefinition,
+    SagaStatus,
+    check_transition,
+)
+
+LIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+
+
+class LeaseLost(Exception):
+    """Another run owns this saga now; this one must stop without writing."""
+
+
+@dataclass(frozen=True)
+class SagaState:
+    id: uuid.UUID
+    type: str
+    version: int
+    status: SagaStatus
+    phase: Phase
+    step: int
+    payload: dict[str, Any]
+    results: dict[str, Any]
+    error: dict[str, Any] | None
+    attention: dict[str, Any] | None
+    client_key: str | None
+    lease_owner: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def position(self) -> Position:
+        return Position(self.status, self.step, self.phase)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @classmethod
+    def of(cls, row: SagaRecord) -> "SagaState":
+        return cls(
+            id=row.id,
+            type=row.type,
+            version=row.definition_version,
+            status=SagaStatus(row.status),
+            phase=Phase(row.phase),
+            step=row.step,
+            payload=row.payload,
+            results=row.results,
+            error=row.error,
+            attention=row.attention,
+            client_key=row.client_key,
+            lease_owner=row.lease_owner,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            finished_at=row.finished_at,
+        )
+
+
+def new_lease_token(instance_id: str) -> str:
+    return f"{instance_id}:{uuid.uuid4().hex[:12]}"
+
+
+class SagaStore:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], lease_seconds: float):
+        self.sessionmaker = sessionmaker
+        self.lease = timedelta(seconds=lease_seconds)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        definition: SagaDefinition,
+        payload: dict[str, Any],
+        client_key: str | None,
+        lock_key: str,
+        lease_token: str,
+    ) -> SagaState | None:
+        """Insert a RUNNING saga owned by `lease_token`; None if a saga with this client key, or a
+        live one with this lock key, exists already."""
+        async with self.sessionmaker.begin() as session:
+            row = (
+                await session.execute(
+                    pg_insert(SagaRecord)
+                    .values(
+                        id=uuid.uuid4(),
+                        type=definition.name,
+                        definition_version=definition.version,
+                        status=SagaStatus.RUNNING,
+                        phase=Phase.ACTION,
+                        step=0,
+                        payload=payload,
+                        results={},
+                        client_key=client_key,
+                        lock_key=lock_key,
+                        lease_owner=lease_token,
+                        lease_expires_at=func.now() + self.lease,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(SagaRecord)
+                )
+            ).scalar_one_or_none()
+            return SagaState.of(row) if row else None
+
+    async def find_by_client_key(self, saga_type: str, client_key: str) -> SagaState | None:
+        async with self.sessionmaker() as session:
+            row = await session.scalar(
+                select(SagaRecord).where(
+                    SagaRecord.type == saga_type, SagaRecord.client_key == client_key
+                )
+            )
+            return SagaState.of(row) if row else None
+
+    async def find_live_by_lock_key(self, lock_key: str) -> SagaState | None:
+        async with self.sessionmaker() as session:
+            row = await session.scalar(
+                select(SagaRecord).where(
+                    SagaRecord.lock_key == lock_key, SagaRecord.status != SagaStatus.COMPENSATED
+                )
+            )
+            return SagaState.of(row) if row else None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def get(self, saga_id: uuid.UUID) -> SagaState | None:
+        async with self.sessionmaker() as session:
+            row = await session.get(SagaRecord, saga_id)
+            return SagaState.of(row) if row else None
+
+    async def attempts(self, saga_id: uuid.UUID) -> list[StepAttempt]:
+        async with self.sessionmaker() as session:
+            rows = await session.scalars(
+                select(StepAttempt).where(StepAttempt.saga_id == saga_id).order_by(StepAttempt.id)
+            )
+            return list(rows)
+
+    async def page(
+        self,
+        *,
+        status: SagaStatus | None,
+        saga_type: str | None,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> list[SagaState]:
+        """Newest first; `after` is the (created_at, id) of the last saga of the previous page."""
+        query = select(SagaRecord).order_by(SagaRecord.created_at.desc(), SagaRecord.id.desc())
+        if status is not None:
+            query = query.where(SagaRecord.status == status)
+        if saga_type is not None:
+            query = query.where(SagaRecord.type == saga_type)
+        if after is not None:
+            created, saga_id = after
+            query = query.where(
+                or_(
+                    SagaRecord.created_at < created,
+                    and_(SagaRecord.created_at == created, SagaRecord.id < saga_id),
+                )
+            )
+        async with self.sessionmaker() as session:
+            return [SagaState.of(r) for r in await session.scalars(query.limit(limit))]
+
+    async def count_by_status(self) -> dict[str, int]:
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                select(SagaRecord.status, func.count()).group_by(SagaRecord.status)
+            )
+            return {status: count for status, count in rows}
+
+    # -- running (fenced by the lease token) ---------------------------------------------------
+
+    async def _renew(self, session: AsyncSession, saga_id: uuid.UUID, token: str) -> None:
+        renewed = await session.scalar(
+            update(SagaRecord)
+            .where(SagaRecord.id == saga_id, SagaRecord.lease_owner == token)
+            .values(lease_expires_at=func.now() + self.lease, updated_at=func.now())
+            .returning(SagaRecord.id)
+        )
+        if renewed is None:
+            raise LeaseLost(f"saga {saga_id} is no longer leased to {token}")
+
+    async def begin_attempt(
+        self,
+        saga_id: uuid.UUID,
+        token: str,
+        step_index: int,
+        step_name: str,
+        phase: Phase,
+        key: str,
+        call: RemoteCall,
+    ) -> int:
+        """Write-ahead: record the attempt before the call leaves."""
+        async with self.sessionmaker.begin() as session:
+            await self._renew(session, saga_id, token)
+            previous = await session.scalar(
+                select(func.coalesce(func.max(StepAttempt.attempt), 0)).where(
+                    StepAttempt.saga_id == saga_id,
+                    StepAttempt.step == step_index,
+                    StepAttempt.phase == phase,
+                )
+            )
+            attempt = StepAttempt(
+                saga_id=saga_id,
+                step=step_index,
+                step_name=step_name,
+                phase=phase,
+                attempt=previous + 1,
+                status="STARTED",
+                idempotency_key=key,
+                owner=token,
+                request=asdict(call),
+            )
+            session.add(attempt)
+            await session.flush()
+            return attempt.id
+
+    async def finish_attempt(
+        self,
+        saga_id: uuid.UUID,
+        token: str,
+        attempt_id: int,
+        status: str,
+        *,
+        response: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        async with self.sessionmaker.begin() as session:
+            await self._renew(session, saga_id, token)
+            await session.execute(
+                update(StepAttempt)
+                .where(StepAttempt.id == attempt_id)
+                .values(status=status, response=response, error=error, finished_at=func.now())
+            )
+
+    async def move(
+        self,
+        state: SagaState,
+        token: str,
+        to: Position,
+        *,
+        result: tuple[str, dict[str, Any]] | None = None,
+        error: dict[str, Any] | None = None,
+        attention: dict[str, Any] | None = None,
+    ) -> None:
+        """Persist the saga's next position; a final or stuck saga gives up its lease."""
+        check_transition(state.status, to.status)
+        values: dict[str, Any] = {
+            "status": to.status,
+            "step": to.step,
+            "phase": to.phase,
+            "updated_at": func.now(),
+            "attention": attention,
+        }
+        if result is not None:
+            # Whole-value write: the lease fence below guarantees nobody else writes this row.
+            name, response = result
+            values["results"] = {**state.results, name: response}
+        if error is not None:
+            values["error"] = error
+        if to.status in FINAL_STATUSES or to.status is SagaStatus.NEEDS_ATTENTION:
+            values.update(lease_owner=None, lease_expires_at=None)
+        else:
+            values["lease_expires_at"] = func.now() + self.lease
+        if to.status in FINAL_STATUSES:
+            values["finished_at"] = func.now()
+        async with self.sessionmaker.begin() as session:
+            moved = await session.scalar(
+                update(SagaRecord)
+                .where(
+                    SagaRecord.id == state.id,
+                    SagaRecord.lease_owner == token,
+                    SagaRecord.status == state.status,
+                )
+                .values(**values)
+                .returning(SagaRecord.id)
+            )
+            if moved is None:
+                raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    async def claim_expired(
+        self, instance_id: str, limit: int, *, own_orphans: bool = False
+    ) -> list[tuple[uuid.UUID, str]]:
+        """Take over unfinished sagas whose lease expired (or, at start, the ones a previous run
+        of this same instance left behind), skipping rows another replica is claiming."""
+        expired = SagaRecord.lease_expires_at < func.now()
+        if own_orphans:
+            expired = or_(expired, SagaRecord.lease_owner.like(f"{instance_id}:%"))
+        candidates = (
+            select(SagaRecord.id)
+            .where(SagaRecord.status.in_(LIVE), expired)
+            .order_by(SagaRecord.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed: list[tuple[uuid.UUID, str]] = []
+        async with self.sessionmaker.begin() as session:
+            ids = list(await session.scalars(candidates))
+            for saga_id in ids:
+                token = new_lease_token(instance_id)
+                await session.execute(
+                    update(SagaRecord)
+                    .where(SagaRecord.id == saga_id)
+                    .values(lease_owner=token, lease_expires_at=func.now() + self.lease)
+                )
+                claimed.append((saga_id, token))
+            if ids:
+                # The previous owner's unfinished calls: their outcome is unknown; the new run
+                # repeats them under the same keys.
+                await session.execute(
+                    update(StepAttempt)
+                    .where(StepAttempt.saga_id.in_(ids), StepAttempt.status == "STARTED")
+                    .values(status="INTERRUPTED", finished_at=func.now())
+                )
+        return claimed
+
+    async def claim_for_retry(
+        self, saga_id: uuid.UUID, instance_id: str, to: Position
+    ) -> str | None:
+        """An operator's retry of a NEEDS_ATTENTION saga: resume it under a new lease."""
+        check_transition(SagaStatus.NEEDS_ATTENTION, to.status)
+        token = new_lease_token(instance_id)
+        async with self.sessionmaker.begin() as session:
+            claimed = await session.scalar(
+                update(SagaRecord)
+                .where(SagaRecord.id == saga_id, SagaRecord.status == SagaStatus.NEEDS_ATTENTION)
+                .values(
+                    status=to.status,
+                    lease_owner=token,
+                    lease_expires_at=func.now() + self.lease,
+                    updated_at=func.now(),
+                    attention=None,
+                )
+                .returning(SagaRecord.id)
+            )
+        return token if claimed else None
+
+    async def release_leases(self, instance_id: str) -> None:
+        """On a clean shutdown: let any replica (or our restart) take our sagas at once."""
+        async with self.sessionmaker.begin() as session:
+            await session.execute(
+                update(SagaRecord)
+                .where(SagaRecord.status.in_(LIVE), SagaRecord.lease_owner.like(f"{instance_id}:%"))
+                .values(lease_expires_at=func.now() - text("interval '1 second'"))
+            )
