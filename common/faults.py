@@ -4,7 +4,8 @@ Mounted only when the process's settings enable it (never allowed in production)
 to the next `times` calls of its point (or every call when `times` is null):
 - `error`: answer 503 before doing anything (a transient fault; the caller retries);
 - `refuse`: answer 409 `injected_failure` before doing anything (a business refusal);
-- `delay`: wait `delay_ms`, then carry on (past the caller's timeout: an unknown outcome).
+- `delay`: wait `delay_ms`, then carry on (past the caller's timeout: an unknown outcome);
+- `lose_response`: do the operation (it commits), then answer 503 as if the answer was lost.
 """
 
 import threading
@@ -13,15 +14,16 @@ from collections.abc import Callable
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from common.auth import require_service_token
-from common.errors import DomainError
+from common.errors import DomainError, error_body
 
 
 class FaultRule(BaseModel):
     point: str = Field(min_length=1)
-    mode: Literal["error", "refuse", "delay"]
+    mode: Literal["error", "refuse", "delay", "lose_response"]
     times: int | None = Field(1, ge=1)
     delay_ms: int = Field(0, ge=0, le=120_000)
 
@@ -59,9 +61,12 @@ class FaultInjector:
                     self._rules[point] = rule.model_copy(update={"times": rule.times - 1})
             return rule
 
-    def hit(self, point: str) -> None:
+    def hit(self, point: str, request: Request) -> None:
         rule = self._take(point)
         if rule is None:
+            return
+        if rule.mode == "lose_response":
+            request.state.lose_response = point  # see `lose_responses` below
             return
         if rule.mode == "error":
             raise InjectedFault(f"injected transient fault at {point}", status_code=503)
@@ -76,9 +81,19 @@ def fault_point(point: str) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         injector: FaultInjector | None = request.app.state.faults
         if injector is not None:
-            injector.hit(point)
+            injector.hit(point, request)
 
     return check
+
+
+async def lose_responses(request: Request, call_next):
+    """Middleware: replace the answer of an operation marked `lose_response` by a 503."""
+    response = await call_next(request)
+    point = getattr(request.state, "lose_response", None)
+    if point is None:
+        return response
+    body = error_body("injected_failure", f"injected lost response at {point}")
+    return JSONResponse(body, status_code=503)
 
 
 router = APIRouter(

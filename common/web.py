@@ -64,6 +64,7 @@ def create_service_app(
     app.include_router(settle_router)
     if settings.fault_injection:
         app.include_router(faults.router)
+        app.middleware("http")(faults.lose_responses)
     for router in routers:
         app.include_router(router)
     return app

@@ -1,0 +1,41 @@
+"""Test-wide set-up: every test database is separate from the dev ones and migrated fresh.
+
+Tests run against the real PostgreSQL server at TEST_PG_URL (default: the local one), never a
+stand-in. The environment is set here, before any settings are read, so that in-process apps
+and the processes the e2e tests start share the same test databases.
+"""
+
+import os
+
+import pytest
+from sqlalchemy.engine import make_url
+
+TEST_PG_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+
+# (env prefix, migration history, test database)
+DATABASES = [
+    ("ORDERS", "order_service", "saga_test_orders"),
+    ("USERS", "user_service", "saga_test_users"),
+    ("PAYMENTS", "payment_service", "saga_test_payments"),
+    ("ORCHESTRATOR", "orchestrator", "saga_test_orchestrator"),
+]
+
+os.environ["APP_ENV"] = "test"
+for prefix, _, database in DATABASES:
+    os.environ[f"{prefix}_DATABASE_URL"] = str(make_url(TEST_PG_URL).set(database=database))
+    os.environ[f"{prefix}_FAULT_INJECTION"] = "true"
+
+
+def database_url(prefix: str) -> str:
+    return os.environ[f"{prefix}_DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def databases() -> None:
+    """Drop and re-create every test database at the latest migration, once per session."""
+    from common.db import drop_database, migrate
+
+    for prefix, history, _ in DATABASES:
+        url = make_url(database_url(prefix)).set(drivername="postgresql+psycopg")
+        drop_database(url)
+        migrate(url, history)

@@ -1,0 +1,117 @@
+"""A small client of the running processes, as a black-box user and an operator see them."""
+
+import time
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.conftest import database_url
+from tests.e2e.stack import Stack
+
+SERVICE_AUTH = {"Authorization": "Bearer dev-service-token"}
+ADMIN_AUTH = {"Authorization": "Bearer dev-admin-token"}
+
+
+class Api:
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.http = httpx.Client(timeout=90)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def url(self, service: str, path: str) -> str:
+        return f"{self.stack.url(service)}{path}"
+
+    # -- seeding ---------------------------------------------------------------------------
+
+    def create_user(self, balance: int, name: str = "buyer") -> int:
+        r = self.http.post(self.url("user", "/users"), json={"name": name, "balance": balance})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def balance(self, user_id: int) -> int:
+        return self.http.get(self.url("user", f"/users/{user_id}")).json()["balance"]
+
+    def create_order(self, user_id: int, amount: int) -> int:
+        item = {"product_id": 1, "quantity": 1, "unit_price": amount}
+        r = self.http.post(self.url("order", "/orders"), json={"user_id": user_id, "items": [item]})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def order_status(self, order_id: int) -> str:
+        return self.http.get(self.url("order", f"/orders/{order_id}")).json()["status"]
+
+    def approved_payments(self, order_id: int) -> list[dict[str, Any]]:
+        r = self.http.get(self.url("payment", "/payments"), params={"order_id": order_id})
+        return [p for p in r.json() if p["status"] == "APPROVED"]
+
+    # -- sagas -----------------------------------------------------------------------------
+
+    def start_payment(
+        self, order_id: Any, key: str | None = None, wait: float | None = None
+    ) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        params = {"wait": wait} if wait else {}
+        return self.http.post(
+            self.url("orchestrator", "/payments"),
+            json={"order_id": order_id},
+            headers=headers,
+            params=params,
+        )
+
+    def pay(self, order_id: int, key: str | None = None) -> dict[str, Any]:
+        """Start a payment saga, wait for it to be final, and return it with its steps."""
+        r = self.start_payment(order_id, key, wait=60)
+        assert r.status_code == 200, r.text
+        return self.saga(r.json()["saga_id"])
+
+    def saga(self, saga_id: str) -> dict[str, Any]:
+        r = self.http.get(self.url("orchestrator", f"/payments/{saga_id}"))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def saga_count(self) -> int:
+        r = self.http.get(self.url("orchestrator", "/admin/stats"), headers=ADMIN_AUTH)
+        return sum(r.json()["sagas_by_status"].values())
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def fault(
+        self, service: str, point: str, mode: str, times: int | None = 1, delay_ms: int = 0
+    ) -> None:
+        rule = {"point": point, "mode": mode, "times": times, "delay_ms": delay_ms}
+        r = self.http.post(self.url(service, "/_faults"), json=rule, headers=SERVICE_AUTH)
+        assert r.status_code == 204, r.text
+
+    def clear_faults(self) -> None:
+        for service in ("order", "user", "payment"):
+            self.http.delete(self.url(service, "/_faults"), headers=SERVICE_AUTH)
+
+
+def ledger(user_id: int) -> list[tuple[int, int, str]]:
+    """(delta, balance_after, reason) of every balance change of a user, in order."""
+    with psycopg.connect(database_url("USERS")) as conn:
+        return conn.execute(
+            "SELECT delta, balance_after, reason FROM balance_ledger"
+            " WHERE user_id = %s ORDER BY id",
+            (user_id,),
+        ).fetchall()
+
+
+def attempts(saga: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The saga's history as (step, phase, status), in the order the attempts ran."""
+    return [(s["step"], s["phase"], s["status"]) for s in saga["steps"]]
+
+
+def wait_for(condition, timeout: float = 30, what: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)

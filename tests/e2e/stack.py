@@ -1,0 +1,115 @@
+"""Start the services as separate processes, the way an operator would: `python -m <package>`."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+DOMAIN_SERVICES = {"order": "order_service", "user": "user_service", "payment": "payment_service"}
+
+# Test settings: a short client timeout and small retry budgets, so failures show fast.
+ORCHESTRATOR_TEST_ENV = {
+    "ORCHESTRATOR_STEP_TIMEOUT": "1.0",
+    "ORCHESTRATOR_ACTION_ATTEMPTS": "4",
+    "ORCHESTRATOR_ACTION_MAX_SECONDS": "10",
+    "ORCHESTRATOR_COMPENSATION_ATTEMPTS": "3",
+    "ORCHESTRATOR_COMPENSATION_MAX_SECONDS": "10",
+    "ORCHESTRATOR_BACKOFF_INITIAL": "0.05",
+    "ORCHESTRATOR_BACKOFF_MAX": "0.3",
+    "ORCHESTRATOR_LEASE_SECONDS": "10",
+    "ORCHESTRATOR_RECOVERY_INTERVAL": "0.5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Process:
+    package: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", self.package, "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)  # polling a process that is starting: there is no event to wait on
+        tail = self.log_path.read_text()[-3000:]
+        raise RuntimeError(f"{self.package} did not become healthy:\n{tail}")
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class Stack:
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return self.processes[name].url
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+
+
+def start_stack(log_dir: Path, extra_env: dict[str, str] | None = None) -> Stack:
+    stack = Stack()
+    base_env = {**os.environ, **(extra_env or {})}
+    for name, package in DOMAIN_SERVICES.items():
+        stack.processes[name] = Process(package, free_port(), base_env, log_dir / f"{package}.log")
+    orchestrator_env = {
+        **base_env,
+        **ORCHESTRATOR_TEST_ENV,
+        **{f"{n.upper()}_SERVICE_URL": p.url for n, p in stack.processes.items()},
+    }
+    stack.processes["orchestrator"] = Process(
+        "orchestrator", free_port(), orchestrator_env, log_dir / "orchestrator.log"
+    )
+    try:
+        for process in stack.processes.values():
+            process.start()
+        for process in stack.processes.values():
+            process.wait_healthy()
+    except Exception:
+        stack.stop()
+        raise
+    return stack
