@@ -2,7 +2,9 @@
 
 Ctrl-C (or SIGTERM) stops them all cleanly; if one dies, the others are stopped too. Without a
 configured database URL it uses the PostgreSQL server at 127.0.0.1:5432, or, if none answers
-there, an embedded one (pgserver) in `.data/pgserver`.
+there, an embedded one (pgserver) with its data in `.data/pgserver` (RUN_ALL_DATA_DIR overrides
+the folder; RUN_ALL_EMBEDDED_PG=1 uses the embedded one even when a server answers).
+RUN_ALL_PORT_OFFSET=N moves every port by N (the tests use it to run beside a running set).
 """
 
 import os
@@ -14,8 +16,8 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg
 
+from common.embedded_pg import local_server_answers, start_embedded
 from common.settings import DEFAULT_PG_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +28,12 @@ PROCESSES = [
     ("payment_service", 8003),
     ("orchestrator", 8000),
 ]
+# Where the orchestrator finds the others (unless the environment says otherwise).
+SERVICE_URL_VARIABLES = {
+    "order_service": "ORDER_SERVICE_URL",
+    "user_service": "USER_SERVICE_URL",
+    "payment_service": "PAYMENT_SERVICE_URL",
+}
 
 
 def _say(message: str) -> None:
@@ -36,27 +44,18 @@ def _database_configured() -> bool:
     return "PG_URL" in os.environ or any(k.endswith("_DATABASE_URL") for k in os.environ)
 
 
-def _local_server_answers() -> bool:
-    try:
-        with psycopg.connect(f"{DEFAULT_PG_URL}/postgres", connect_timeout=2):
-            return True
-    except psycopg.OperationalError:
-        return False
-
-
 def choose_database(env: dict[str, str]) -> None:
-    if _database_configured():
+    forced = env.get("RUN_ALL_EMBEDDED_PG") == "1"
+    if _database_configured() and not forced:
         _say("using the configured database URL(s)")
-    elif _local_server_answers():
+    elif local_server_answers() and not forced:
         _say(f"using the PostgreSQL server at {DEFAULT_PG_URL}")
     else:
-        import pgserver  # only needed here
-
-        data = ROOT / ".data" / "pgserver"
-        data.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(data, cleanup_mode="stop")
-        env["PG_URL"] = server.get_uri()
-        _say(f"no PostgreSQL at {DEFAULT_PG_URL}: started an embedded one in {data}")
+        data = Path(env.get("RUN_ALL_DATA_DIR") or ROOT / ".data") / "pgserver"
+        env["PG_URL"] = start_embedded(data)
+        for name in [k for k in env if k.endswith("_DATABASE_URL")]:
+            del env[name]
+        _say(f"using an embedded PostgreSQL with its data in {data}")
 
 
 def _pump(name: str, stream) -> None:
@@ -74,6 +73,10 @@ def _healthy(port: int) -> bool:
 def main() -> int:
     env = dict(os.environ)
     choose_database(env)
+    offset = int(env.get("RUN_ALL_PORT_OFFSET", "0"))
+    ports = {package: port + offset for package, port in PROCESSES}
+    for package, variable in SERVICE_URL_VARIABLES.items():
+        env.setdefault(variable, f"http://127.0.0.1:{ports[package]}")
     children: list[tuple[str, int, subprocess.Popen[str]]] = []
     stopping = threading.Event()
 
@@ -83,7 +86,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
 
-    for package, port in PROCESSES:
+    for package, _ in PROCESSES:
+        port = ports[package]
         proc = subprocess.Popen(
             [sys.executable, "-m", package, "--port", str(port)],
             cwd=ROOT,
@@ -103,7 +107,8 @@ def main() -> int:
             break
         stopping.wait(0.2)
     if not pending:
-        _say("all up: orchestrator http://127.0.0.1:8000 (docs at /docs); Ctrl-C stops everything")
+        orchestrator = f"http://127.0.0.1:{ports['orchestrator']}"
+        _say(f"all up: orchestrator {orchestrator} (API docs at /docs); Ctrl-C stops everything")
 
     exit_code = 0
     while not stopping.is_set():

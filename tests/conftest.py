@@ -1,16 +1,26 @@
 """Test-wide set-up: every test database is separate from the dev ones and migrated fresh.
 
-Tests run against the real PostgreSQL server at TEST_PG_URL (default: the local one), never a
-stand-in. The environment is set here, before any settings are read, so that in-process apps
-and the processes the e2e tests start share the same test databases.
+Tests run against a real PostgreSQL server, never a stand-in: TEST_PG_URL if set, else the one
+at 127.0.0.1:5432, else an embedded one (pgserver) started for the session in .data/. The
+environment is set here, before any settings are read, so that in-process apps and the processes
+the e2e tests start share the same test databases.
 """
 
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
-TEST_PG_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+from common.embedded_pg import local_server_answers, start_embedded
+from common.settings import DEFAULT_PG_URL
+
+if "TEST_PG_URL" in os.environ:
+    TEST_PG_URL = os.environ["TEST_PG_URL"]
+elif local_server_answers():
+    TEST_PG_URL = DEFAULT_PG_URL
+else:
+    TEST_PG_URL = start_embedded(Path(__file__).resolve().parents[1] / ".data" / "test-pgserver")
 
 # (env prefix, migration history, test database)
 DATABASES = [
