@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import DomainError, error_body
@@ -51,6 +52,20 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, exc: DataError) -> JSONResponse:
+    # The database refused a value the validation let through: the client's input, not a fault.
+    log.warning("data error on %s %s: %s", request.method, request.url.path, exc.orig)
+    body = error_body("invalid_data", "a value in the request cannot be stored")
+    return JSONResponse(body, status_code=422)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The database is down or unreachable: a transient fault, and the caller may retry.
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    body = error_body("database_unavailable", "the database is unavailable, retry later")
+    return JSONResponse(body, status_code=503)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
@@ -60,4 +75,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -15,7 +15,7 @@ from common import faults, metrics
 from common.auth import require_service_token
 from common.db import create_service_engine
 from common.errors import error_body
-from common.fields import IdempotencyKeyValue
+from common.fields import IdempotencyKeyValue, Text
 from common.handlers import install_error_handlers
 from common.idempotency import IdempotencyStore, Outcome, StoredResponse
 from common.settings import ServiceSettings
@@ -109,7 +109,7 @@ def stored_response(stored: StoredResponse) -> JSONResponse:
     return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
 
 
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+IdempotencyKey = Annotated[Text, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 OptionalIdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    Text | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
 ]

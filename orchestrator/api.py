@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from common.auth import require_admin_token
 from common.errors import DomainError
+from common.fields import Text
 from common.web import OptionalIdempotencyKey
 from orchestrator import service
 from orchestrator.definitions import CURRENT
@@ -27,7 +28,10 @@ from orchestrator.store import SagaState
 router = APIRouter(tags=["sagas"])
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
 
-WaitSeconds = Annotated[float | None, Query(gt=0, le=300, description="wait for a final status")]
+WaitSeconds = Annotated[
+    float | None,
+    Query(ge=0, le=3600, description="seconds to wait for a final status (capped by the server)"),
+]
 
 
 def _runner(request: Request) -> SagaRunner:
@@ -123,9 +127,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 async def list_sagas(
     runner: RunnerDep,
     status: SagaStatus | None = None,
-    type: Annotated[str | None, Query(max_length=64)] = None,
+    type: Annotated[Text | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[Text | None, Query(max_length=200)] = None,
 ) -> SagaPage:
     after = _decode_cursor(cursor) if cursor else None
     states = await runner.store.page(status=status, saga_type=type, limit=limit + 1, after=after)

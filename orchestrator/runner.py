@@ -91,6 +91,8 @@ class SagaRunner:
             state = await self.store.get(saga_id)
             remaining = deadline - time.monotonic()
             if state is None or state.is_final or remaining <= 0:
+                if not changed.is_set() and self._changed.get(saga_id) is changed:
+                    del self._changed[saga_id]  # nobody will set it: another replica runs it
                 return state
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
@@ -278,15 +280,17 @@ class SagaRunner:
         return len(claimed)
 
     async def recovery_loop(self, interval: float, batch: int) -> None:
-        """Resume sagas whose owner died (its lease expired), here or in another replica."""
-        await self.recover(batch, own_orphans=True)
+        """Resume sagas whose owner died (its lease expired), here or in another replica. The
+        first pass also takes back what a previous run of this same instance left behind."""
+        own_orphans = True
         while True:
-            await asyncio.sleep(interval)
             try:
-                while await self.recover(batch) == batch:
+                while await self.recover(batch, own_orphans=own_orphans) == batch:
                     pass
+                own_orphans = False
             except Exception:
                 log.exception("recovery pass failed; trying again in %ss", interval)
+            await asyncio.sleep(interval)
 
     async def retry(self, state: SagaState) -> bool:
         """An operator's retry of a NEEDS_ATTENTION saga."""

@@ -22,12 +22,14 @@ elif local_server_answers():
 else:
     TEST_PG_URL = start_embedded(Path(__file__).resolve().parents[1] / ".data" / "test-pgserver")
 
+# Two runs side by side need their own databases: TEST_DB_PREFIX=saga_mine pytest ...
+PREFIX = os.environ.get("TEST_DB_PREFIX", "saga_test")
 # (env prefix, migration history, test database)
 DATABASES = [
-    ("ORDERS", "order_service", "saga_test_orders"),
-    ("USERS", "user_service", "saga_test_users"),
-    ("PAYMENTS", "payment_service", "saga_test_payments"),
-    ("ORCHESTRATOR", "orchestrator", "saga_test_orchestrator"),
+    ("ORDERS", "order_service", f"{PREFIX}_orders"),
+    ("USERS", "user_service", f"{PREFIX}_users"),
+    ("PAYMENTS", "payment_service", f"{PREFIX}_payments"),
+    ("ORCHESTRATOR", "orchestrator", f"{PREFIX}_orchestrator"),
 ]
 
 os.environ["APP_ENV"] = "test"

@@ -1,10 +1,10 @@
 from pydantic import BaseModel, Field
 
-from common.fields import Balance, IdempotencyKeyValue, Money
+from common.fields import Balance, IdempotencyKeyValue, Money, Text
 
 
 class CreateUser(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     balance: Balance
 
 
