@@ -10,7 +10,3 @@ from orchestrator.saga import SagaDefinition
 REGISTRY: dict[tuple[str, int], SagaDefinition] = {d.key: d for d in (PAYMENT_SAGA,)}
 # What a new saga of each type starts on.
 CURRENT: dict[str, SagaDefinition] = {"payment": PAYMENT_SAGA}
-
-
-def definition_for(name: str, version: int) -> SagaDefinition:
-    return REGISTRY[(name, version)]

@@ -10,12 +10,13 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
@@ -23,7 +24,7 @@ from tenacity import (
 
 from orchestrator import metrics
 from orchestrator.clients import BusinessRefusal, ServiceClient, StepError, TransientFault
-from orchestrator.definitions import definition_for
+from orchestrator.definitions import REGISTRY
 from orchestrator.saga import (
     CallOutcome,
     Phase,
@@ -55,7 +56,9 @@ class SagaRunner:
         step_timeout: float,
         action_policy: RetryPolicy,
         compensation_policy: RetryPolicy,
+        definitions: Mapping[tuple[str, int], SagaDefinition] = REGISTRY,
     ):
+        self.definitions = definitions
         self.store = store
         self.clients = clients
         self.instance_id = instance_id
@@ -106,7 +109,8 @@ class SagaRunner:
                 SagaStatus.RUNNING,
                 SagaStatus.COMPENSATING,
             ):
-                definition = definition_for(state.type, state.version)
+                # The version the saga started on, whatever is current now.
+                definition = self.definitions[(state.type, state.version)]
                 if state.status is SagaStatus.RUNNING:
                     state = await self._run_action(definition, state, token)
                 else:
@@ -136,13 +140,21 @@ class SagaRunner:
         step = definition.steps[state.step]
         ctx = self._context(state, step)
         outcome, response, error = await self._call(
-            state, token, step, Phase.ACTION, step.action(ctx), ctx.action_key, self.action_policy
+            state,
+            token,
+            step,
+            Phase.ACTION,
+            step.action(ctx),
+            ctx.action_key,
+            step.retry or self.action_policy,
         )
         if outcome is CallOutcome.EXHAUSTED and step.kind is StepKind.PIVOT:
             outcome, response, error = await self._settle(state, token, step, ctx, error)
             if outcome is CallOutcome.EXHAUSTED:
                 return await self._needs_attention(state, token, step, Phase.ACTION, error)
         to = after_action(definition, state.step, outcome)
+        if to.status is SagaStatus.NEEDS_ATTENTION:
+            return await self._needs_attention(state, token, step, Phase.ACTION, error)
         if outcome is CallOutcome.SUCCEEDED:
             await self.store.move(state, token, to, result=(step.name, response))
             results = {**state.results, step.name: response}
@@ -235,7 +247,12 @@ class SagaRunner:
                 max=policy.max_backoff,
                 jitter=policy.initial_backoff,
             ),
-            retry=retry_if_exception_type(TransientFault),
+            retry=retry_if_exception(
+                lambda e: (
+                    isinstance(e, TransientFault)
+                    or (isinstance(e, BusinessRefusal) and e.code in policy.retry_on)
+                )
+            ),
             reraise=True,
         )
         try:
@@ -262,6 +279,8 @@ class SagaRunner:
                     )
                     return CallOutcome.SUCCEEDED, response, None
         except BusinessRefusal as refusal:
+            if refusal.code in policy.retry_on:  # "not yet", for longer than the budget
+                return CallOutcome.EXHAUSTED, None, refusal
             return CallOutcome.REFUSED, None, refusal
         except TransientFault as fault:
             log.warning(

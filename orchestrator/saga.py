@@ -62,8 +62,9 @@ class Phase(StrEnum):
 
 
 class StepKind(StrEnum):
-    COMPENSATABLE = "compensatable"  # has a compensation; undone if a later step fails
-    PIVOT = "pivot"  # the point of no return: once it commits the saga completes
+    COMPENSATABLE = "compensatable"  # before the pivot; undone if a later step fails
+    PIVOT = "pivot"  # the point of no return: once it commits the saga goes forward only
+    RETRIABLE = "retriable"  # after the pivot: retried until it succeeds, never compensated
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class RetryPolicy:
     initial_backoff: float = 0.2  # seconds; doubles each try, with jitter
     max_backoff: float = 5.0
     max_seconds: float = 45.0  # the whole budget, so a dead service is given up on in time
+    # Refusal codes that mean "not yet" rather than "no" (e.g. a resource briefly locked):
+    # retried like transient faults.
+    retry_on: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class Step:
     settle: CallBuilder | None = None
     kind: StepKind = StepKind.COMPENSATABLE
     timeout: float | None = None  # seconds per call; None: the orchestrator's default
+    retry: RetryPolicy | None = None  # None: the orchestrator's default for the phase
 
 
 @dataclass(frozen=True)
@@ -116,12 +121,24 @@ class SagaDefinition:
     describe: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=lambda payload: {})
 
     def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError(f"saga {self.name} has no steps")
+        if len({s.name for s in self.steps}) != len(self.steps):
+            raise ValueError(f"saga {self.name} has two steps of one name")
         pivots = [i for i, s in enumerate(self.steps) if s.kind is StepKind.PIVOT]
         if len(pivots) > 1:
             raise ValueError(f"saga {self.name} has more than one pivot")
-        for step in self.steps:
+        # Compensatable steps, then at most one pivot, then retriable steps only.
+        pivot = pivots[0] if pivots else len(self.steps)
+        for i, step in enumerate(self.steps):
+            if i < pivot and step.kind is not StepKind.COMPENSATABLE:
+                raise ValueError(f"step {step.name} before the pivot must be compensatable")
+            if i > pivot and step.kind is not StepKind.RETRIABLE:
+                raise ValueError(f"step {step.name} after the pivot must be retriable")
             if step.kind is StepKind.COMPENSATABLE and step.compensation is None:
                 raise ValueError(f"compensatable step {step.name} has no compensation")
+            if step.kind is not StepKind.COMPENSATABLE and step.compensation is not None:
+                raise ValueError(f"step {step.name} is past the point of no return")
 
     @property
     def key(self) -> tuple[str, int]:
@@ -161,9 +178,12 @@ def after_action(definition: SagaDefinition, index: int, outcome: CallOutcome) -
     """What follows an action's outcome (for a pivot, its outcome once settled)."""
     step = definition.steps[index]
     if outcome is CallOutcome.SUCCEEDED:
-        if step.kind is StepKind.PIVOT or index == len(definition.steps) - 1:
+        if index == len(definition.steps) - 1:
             return Position(SagaStatus.COMPLETED, index + 1, Phase.ACTION)
         return Position(SagaStatus.RUNNING, index + 1, Phase.ACTION)
+    if step.kind is StepKind.RETRIABLE:
+        # Past the pivot there is no going back: an operator looks, then retries forward.
+        return Position(SagaStatus.NEEDS_ATTENTION, index, Phase.ACTION)
     if outcome is CallOutcome.REFUSED:
         # The step's own local transaction rolled back: undo only the earlier steps.
         return _compensation_from(definition, index - 1)
