@@ -38,6 +38,8 @@ class IdempotencyRecordMixin:
     outcome: Mapped[str] = mapped_column(String(16))
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The key of the compensation that undid this action: an action is undone at most once.
+    reversed_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -151,3 +153,23 @@ class IdempotencyStore:
             return None
         record = session.execute(select(model).where(model.key == action_key)).scalar_one()
         return StoredResponse(record.status_code, record.response, Outcome(record.outcome))
+
+    def reverse_once(
+        self, session: Session, action_key: str, compensation_key: str
+    ) -> StoredResponse | None:
+        """For a compensation: the action's record if the action applied and this is the first
+        compensation to undo it; None if there is nothing (more) to undo.
+
+        Settles the action first (a tombstone if it never arrived), then claims its reversal, so
+        that two compensations under different keys cannot undo one action twice.
+        """
+        action = self.settle_action(session, action_key)
+        if action is None or not action.applied:
+            return None
+        claimed = session.execute(
+            update(self.model)
+            .where(self.model.key == action_key, self.model.reversed_by.is_(None))
+            .values(reversed_by=compensation_key)
+            .returning(self.model.key)
+        ).scalar_one_or_none()
+        return action if claimed is not None else None

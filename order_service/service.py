@@ -133,8 +133,8 @@ def release_payment(session: Session, order_id: int, start_key: str, key: str) -
     went through; if it never arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        start = idempotency.settle_action(session, start_key)
-        if start is None or not start.applied:
+        start = idempotency.reverse_once(session, start_key, key)
+        if start is None:
             return 200, {"order": to_json(get_order(session, order_id)), "released": False}
         order = _compare_and_set(
             session,

@@ -65,8 +65,8 @@ def cancel_payment(session: Session, approval_key: str, key: str) -> StoredRespo
     If the approval never arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        approval = idempotency.settle_action(session, approval_key)
-        if approval is None or not approval.applied:
+        approval = idempotency.reverse_once(session, approval_key, key)
+        if approval is None:
             return 200, {"payment": None, "cancelled": False}
         payment = session.execute(
             update(Payment)

@@ -116,12 +116,12 @@ def charge_back(
     session: Session, user_id: int, amount: int, deduction_key: str, key: str
 ) -> StoredResponse:
     """Saga compensation of a deduction: the same charge as a top-up, applied only if the
-    deduction named by `deduction_key` went through. If it never arrived, a tombstone makes sure
-    it never will."""
+    deduction named by `deduction_key` went through and was not charged back already. If it never
+    arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        deduction = idempotency.settle_action(session, deduction_key)
-        if deduction is None or not deduction.applied:
+        deduction = idempotency.reverse_once(session, deduction_key, key)
+        if deduction is None:
             balance = get_user(session, user_id).balance
             return 200, {"user_id": user_id, "amount": 0, "balance": balance, "reversed": False}
         deducted = deduction.body["amount"]
