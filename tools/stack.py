@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parent.parent
 DOMAIN_SERVICES = {"order": "order_service", "user": "user_service", "payment": "payment_service"}
 
 # Test settings: a short client timeout and small retry budgets, so failures show fast.
@@ -78,10 +78,22 @@ class Process:
                 self.popen.kill()
                 self.popen.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, as when a machine or the OOM killer takes it."""
+        if self.popen and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+    def restart(self) -> None:
+        self.start()
+        self.wait_healthy()
+
 
 @dataclass
 class Stack:
     processes: dict[str, Process] = field(default_factory=dict)
+    # Where orchestrators find the domain services, when not directly (a proxy in between).
+    service_urls: dict[str, str] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return self.processes[name].url
@@ -91,18 +103,28 @@ class Stack:
             process.stop()
 
 
-def start_stack(log_dir: Path, extra_env: dict[str, str] | None = None) -> Stack:
+def orchestrator_process(
+    stack: Stack, log_dir: Path, name: str, env: dict[str, str] | None = None
+) -> Process:
+    """An orchestrator that finds the stack's domain services (or their proxies)."""
+    service_urls = stack.service_urls or {
+        f"{n.upper()}_SERVICE_URL": stack.url(n) for n in DOMAIN_SERVICES
+    }
+    full_env = {**os.environ, **ORCHESTRATOR_TEST_ENV, **service_urls, **(env or {})}
+    return Process("orchestrator", free_port(), full_env, log_dir / f"{name}.log")
+
+
+def start_stack(
+    log_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    orchestrator_env: dict[str, str] | None = None,
+) -> Stack:
     stack = Stack()
     base_env = {**os.environ, **(extra_env or {})}
     for name, package in DOMAIN_SERVICES.items():
         stack.processes[name] = Process(package, free_port(), base_env, log_dir / f"{package}.log")
-    orchestrator_env = {
-        **base_env,
-        **ORCHESTRATOR_TEST_ENV,
-        **{f"{n.upper()}_SERVICE_URL": p.url for n, p in stack.processes.items()},
-    }
-    stack.processes["orchestrator"] = Process(
-        "orchestrator", free_port(), orchestrator_env, log_dir / "orchestrator.log"
+    stack.processes["orchestrator"] = orchestrator_process(
+        stack, log_dir, "orchestrator", {**(extra_env or {}), **(orchestrator_env or {})}
     )
     try:
         for process in stack.processes.values():

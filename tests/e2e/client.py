@@ -7,7 +7,8 @@ import httpx
 import psycopg
 
 from tests.conftest import database_url
-from tests.e2e.stack import Stack
+from tools.invariants import Databases, Report, check
+from tools.stack import Stack
 
 SERVICE_AUTH = {"Authorization": "Bearer dev-service-token"}
 ADMIN_AUTH = {"Authorization": "Bearer dev-admin-token"}
@@ -115,3 +116,18 @@ def wait_for(condition, timeout: float = 30, what: str = "condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def databases_under_test() -> Databases:
+    return Databases(
+        orders=database_url("ORDERS"),
+        users=database_url("USERS"),
+        payments=database_url("PAYMENTS"),
+        orchestrator=database_url("ORCHESTRATOR"),
+    )
+
+
+def assert_invariants(saga_ids: list[str], user_ids: list[int]) -> Report:
+    report = check(databases_under_test(), saga_ids, user_ids)
+    assert report.violations == []
+    return report

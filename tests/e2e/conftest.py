@@ -1,7 +1,7 @@
 import pytest
 
 from tests.e2e.client import Api
-from tests.e2e.stack import Stack, start_stack
+from tools.stack import Stack, start_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.client import wait_for
-from tests.e2e.stack import ROOT
+from tools.stack import ROOT
 
 DEFAULT_PORTS = {"orchestrator": 8000, "order": 8001, "user": 8002, "payment": 8003}
 
