@@ -36,6 +36,7 @@ class FaultInjector:
     def __init__(self) -> None:
         self._rules: dict[str, FaultRule] = {}
         self._lock = threading.Lock()
+        self.delayed_in_flight = 0  # calls held by a `delay` rule right now
 
     def set(self, rule: FaultRule) -> None:
         with self._lock:
@@ -72,7 +73,17 @@ class FaultInjector:
             raise InjectedFault(f"injected transient fault at {point}", status_code=503)
         if rule.mode == "refuse":
             raise InjectedFault(f"injected business failure at {point}", status_code=409)
-        time.sleep(rule.delay_ms / 1000)
+        with self._lock:
+            self.delayed_in_flight += 1
+        try:
+            time.sleep(rule.delay_ms / 1000)
+        finally:
+            with self._lock:
+                self.delayed_in_flight -= 1
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return self.delayed_in_flight
 
 
 def fault_point(point: str) -> Callable[[Request], None]:
@@ -101,9 +112,15 @@ router = APIRouter(
 )
 
 
+class FaultState(BaseModel):
+    rules: list[FaultRule]
+    delayed_in_flight: int
+
+
 @router.get("")
-def list_faults(request: Request) -> list[FaultRule]:
-    return request.app.state.faults.rules()
+def list_faults(request: Request) -> FaultState:
+    faults: FaultInjector = request.app.state.faults
+    return FaultState(rules=faults.rules(), delayed_in_flight=faults.in_flight())
 
 
 @router.post("", status_code=204)

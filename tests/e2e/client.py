@@ -131,3 +131,8 @@ def assert_invariants(saga_ids: list[str], user_ids: list[int]) -> Report:
     report = check(databases_under_test(), saga_ids, user_ids)
     assert report.violations == []
     return report
+
+
+def delayed_in_flight(api: Api, service: str) -> int:
+    r = api.http.get(api.url(service, "/_faults"), headers=SERVICE_AUTH)
+    return r.json()["delayed_in_flight"]

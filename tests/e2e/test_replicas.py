@@ -1,0 +1,77 @@
+"""Two orchestrator processes on one database share the work and never run one saga twice."""
+
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import httpx
+
+from tests.e2e.client import ADMIN_AUTH, Api, assert_invariants
+from tools.stack import Stack, orchestrator_process
+
+
+def _overlapping_owners(steps: list[dict]) -> list[tuple[dict, dict]]:
+    """Pairs of attempts of one saga by two different runs whose time spans overlap."""
+    spans = [
+        (s["owner"], datetime.fromisoformat(s["started_at"]), s["finished_at"], s) for s in steps
+    ]
+    clashes = []
+    for (owner_a, start_a, end_a, a), (owner_b, start_b, _, b) in itertools.combinations(spans, 2):
+        if owner_a == owner_b:
+            continue
+        end_a = datetime.fromisoformat(end_a) if end_a else None
+        if end_a is None or (start_a <= start_b < end_a):
+            clashes.append((a, b))
+    return clashes
+
+
+def test_two_orchestrators_share_200_sagas_and_take_over_when_one_dies(
+    api: Api, stack: Stack, tmp_path
+):
+    second = orchestrator_process(stack, tmp_path, "orchestrator-b")
+    second.start()
+    second.wait_healthy()
+    first = stack.processes["orchestrator"]
+    users = [api.create_user(700) for _ in range(20)]
+    orders = [(user, api.create_order(user, 100)) for user in users for _ in range(10)]
+    api.fault("payment", "approve_payment", "error", times=40)  # some retries, to overlap more
+
+    def start(i: int) -> str:
+        """Half the starts go to each replica; once the second is dead, to the first."""
+        _, order_id = orders[i]
+        key = f"replica-{order_id}"
+        for url in (second.url, first.url) if i % 2 else (first.url,):
+            try:
+                r = httpx.post(
+                    f"{url}/payments",
+                    json={"order_id": order_id},
+                    headers={"Idempotency-Key": key},
+                    timeout=30,
+                )
+                return r.json()["saga_id"]
+            except httpx.TransportError:
+                continue  # the second replica was killed: the same key, to the other one
+        raise AssertionError(f"no orchestrator took order {order_id}")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        started = [pool.submit(start, i) for i in range(200)]
+        started[100].result()
+        second.kill()  # mid-run: its sagas' leases expire and the first replica takes them
+        saga_ids = [f.result() for f in started]
+
+    finals = [
+        api.start_payment(order_id, key=f"replica-{order_id}", wait=60).json()
+        for _, order_id in orders
+    ]
+    assert {f["status"] for f in finals} <= {"COMPLETED", "COMPENSATED"}
+    assert len(set(saga_ids)) == 200
+    report = assert_invariants(saga_ids, users)
+    assert report.by_status["COMPLETED"] == 140  # 7 of each user's 10 orders fit the balance
+    owners = set()
+    for saga_id in saga_ids:
+        detail = api.http.get(
+            api.url("orchestrator", f"/admin/sagas/{saga_id}"), headers=ADMIN_AUTH
+        ).json()
+        assert _overlapping_owners(detail["steps"]) == []
+        owners |= {s["owner"].rsplit(":", 1)[0] for s in detail["steps"]}
+    assert len(owners) == 2  # both replicas ran steps
