@@ -3,7 +3,9 @@
 Mounted only when the process's settings enable it (never allowed in production). A rule applies
 to the next `times` calls of its point (or every call when `times` is null):
 - `error`: answer 503 before doing anything (a transient fault; the caller retries);
-- `refuse`: answer 409 `injected_failure` before doing anything (a business refusal);
+- `refuse`: answer 409 `injected_failure` as the operation's own business refusal: decided
+  after its Idempotency-Key is claimed and stored under it, so a retry of an action that already
+  applied still replays its success, as a real refusal would;
 - `delay`: wait `delay_ms`, then carry on (past the caller's timeout: an unknown outcome);
 - `lose_response`: do the operation (it commits), then answer 503 as if the answer was lost.
 """
@@ -50,10 +52,11 @@ class FaultInjector:
         with self._lock:
             return list(self._rules.values())
 
-    def _take(self, point: str) -> FaultRule | None:
+    def _take(self, point: str, *, refusal: bool) -> FaultRule | None:
+        """The rule of `point` if it is of the kind asked for, counting one use of it."""
         with self._lock:
             rule = self._rules.get(point)
-            if rule is None:
+            if rule is None or (rule.mode == "refuse") != refusal:
                 return None
             if rule.times is not None:
                 if rule.times <= 1:
@@ -62,8 +65,14 @@ class FaultInjector:
                     self._rules[point] = rule.model_copy(update={"times": rule.times - 1})
             return rule
 
+    def refuse_if_set(self, point: str) -> None:
+        """Called by the idempotency store inside the operation's transaction."""
+        if self._take(point, refusal=True) is not None:
+            raise InjectedFault(f"injected business failure at {point}", status_code=409)
+
     def hit(self, point: str, request: Request) -> None:
-        rule = self._take(point)
+        """Called before the operation: transient faults and delays."""
+        rule = self._take(point, refusal=False)
         if rule is None:
             return
         if rule.mode == "lose_response":
@@ -71,8 +80,6 @@ class FaultInjector:
             return
         if rule.mode == "error":
             raise InjectedFault(f"injected transient fault at {point}", status_code=503)
-        if rule.mode == "refuse":
-            raise InjectedFault(f"injected business failure at {point}", status_code=409)
         with self._lock:
             self.delayed_in_flight += 1
         try:

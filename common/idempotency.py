@@ -24,7 +24,7 @@ from common.errors import DomainError, error_body
 class Outcome(enum.StrEnum):
     PENDING = "PENDING"  # claimed inside a transaction that has not committed yet
     APPLIED = "APPLIED"
-    REFUSED = "REFUSED"
+    REFUSED = "REFUSED"  # an answer only: refusals are not stored
     TOMBSTONE = "TOMBSTONE"
 
 
@@ -71,6 +71,8 @@ def fingerprint(operation: str, request: dict[str, Any]) -> str:
 class IdempotencyStore:
     def __init__(self, model: type[IdempotencyRecordMixin]):
         self.model = model
+        # Test and demo builds only: may raise an injected refusal for an operation.
+        self.injected_refusal: Callable[[str], None] | None = None
 
     def _claim(self, session: Session, key: str, print_: str) -> StoredResponse | None:
         """Reserve `key` in the open transaction, or return what it recorded before.
@@ -106,25 +108,28 @@ class IdempotencyStore:
     ) -> StoredResponse:
         """Run `apply` at most once per key, in one local transaction with its record.
 
-        A DomainError from `apply` rolls its effect back (savepoint) and is recorded as the
-        key's refusal, so a retry gets the same answer.
+        What applied is stored with its answer, and a retry replays it. A refusal (a DomainError
+        from `apply`) changed nothing, so nothing is stored: its transaction, the key's claim
+        included, rolls back, and a retry is judged afresh. That lets an operator's retry of a
+        refused compensation succeed once the cause is fixed; an action refused after an
+        attempt of unknown outcome is compensated by its key, which settles any late duplicate.
         """
-        with session.begin():
-            stored = self._claim(session, key, fingerprint(operation, request))
-            if stored is not None:
-                return stored
-            try:
-                with session.begin_nested():
-                    status_code, body = apply()
-                outcome = Outcome.APPLIED
-            except DomainError as refusal:
-                status_code, body, outcome = refusal.status_code, refusal.body(), Outcome.REFUSED
-            session.execute(
-                update(self.model)
-                .where(self.model.key == key)
-                .values(outcome=outcome, status_code=status_code, response=body)
-            )
-        return StoredResponse(status_code, body, outcome)
+        try:
+            with session.begin():
+                stored = self._claim(session, key, fingerprint(operation, request))
+                if stored is not None:
+                    return stored
+                if self.injected_refusal is not None:
+                    self.injected_refusal(operation)
+                status_code, body = apply()
+                session.execute(
+                    update(self.model)
+                    .where(self.model.key == key)
+                    .values(outcome=Outcome.APPLIED, status_code=status_code, response=body)
+                )
+        except DomainError as refusal:
+            return StoredResponse(refusal.status_code, refusal.body(), Outcome.REFUSED)
+        return StoredResponse(status_code, body, Outcome.APPLIED)
 
     def settle_action(self, session: Session, action_key: str) -> StoredResponse | None:
         """For a compensation: the action's record if it ran, else None after a tombstone.

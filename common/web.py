@@ -63,6 +63,7 @@ def create_service_app(
     app.include_router(health_router)
     app.include_router(settle_router)
     if settings.fault_injection:
+        idempotency.injected_refusal = app.state.faults.refuse_if_set
         app.include_router(faults.router)
         app.middleware("http")(faults.lose_responses)
     for router in routers:

@@ -15,14 +15,14 @@ from orchestrator.api import admin, router
 from orchestrator.clients import build_clients
 from orchestrator.config import Settings, get_settings
 from orchestrator.runner import SagaRunner
-from orchestrator.store import SagaStore
+from orchestrator.store import Owner, SagaStore
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    instance_id = settings.resolved_instance_id()
+    owner = Owner.new(settings.resolved_instance_id())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = SagaRunner(
             store,
             clients,
-            instance_id=instance_id,
+            owner=owner,
             step_timeout=settings.step_timeout,
             action_policy=settings.action_policy(),
             compensation_policy=settings.compensation_policy(),
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runner.recovery_loop(settings.recovery_interval, settings.recovery_batch),
             name="recovery-loop",
         )
-        log.info("orchestrator %s started", instance_id)
+        log.info("orchestrator %s started (incarnation %s)", owner.instance_id, owner.incarnation)
         try:
             yield
         finally:
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await recovery
             await runner.stop()
-            await store.release_leases(instance_id)
+            await store.release_leases(owner)
             for client in clients.values():
                 await client.http.aclose()
             await engine.dispose()

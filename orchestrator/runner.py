@@ -41,7 +41,7 @@ from orchestrator.saga import (
     idempotency_key,
     resume_after_attention,
 )
-from orchestrator.store import LeaseLost, SagaState, SagaStore
+from orchestrator.store import LeaseLost, Owner, SagaState, SagaStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class SagaRunner:
         store: SagaStore,
         clients: dict[str, ServiceClient],
         *,
-        instance_id: str,
+        owner: Owner,
         step_timeout: float,
         action_policy: RetryPolicy,
         compensation_policy: RetryPolicy,
@@ -61,7 +61,7 @@ class SagaRunner:
         self.definitions = definitions
         self.store = store
         self.clients = clients
-        self.instance_id = instance_id
+        self.owner = owner
         self.step_timeout = step_timeout
         self.action_policy = action_policy
         self.compensation_policy = compensation_policy
@@ -148,6 +148,13 @@ class SagaRunner:
             ctx.action_key,
             step.retry or self.action_policy,
         )
+        if outcome is CallOutcome.REFUSED and await self.store.had_unknown_outcome(
+            state.id, state.step, Phase.ACTION
+        ):
+            # A refusal after an attempt that got no answer does not prove that nothing
+            # happened (the earlier attempt may have applied): treat the outcome as unknown, so
+            # the step is settled or compensated by its key as well.
+            outcome = CallOutcome.EXHAUSTED
         if outcome is CallOutcome.EXHAUSTED and step.kind is StepKind.PIVOT:
             outcome, response, error = await self._settle(state, token, step, ctx, error)
             if outcome is CallOutcome.EXHAUSTED:
@@ -292,7 +299,7 @@ class SagaRunner:
     # -- recovery ------------------------------------------------------------------------------
 
     async def recover(self, limit: int, *, own_orphans: bool = False) -> int:
-        claimed = await self.store.claim_expired(self.instance_id, limit, own_orphans=own_orphans)
+        claimed = await self.store.claim_expired(self.owner, limit, own_orphans=own_orphans)
         for saga_id, token in claimed:
             log.info("saga %s: recovered, resuming", saga_id)
             self.spawn(saga_id, token)
@@ -314,7 +321,7 @@ class SagaRunner:
     async def retry(self, state: SagaState) -> bool:
         """An operator's retry of a NEEDS_ATTENTION saga."""
         to = resume_after_attention(state.position)
-        token = await self.store.claim_for_retry(state.id, self.instance_id, to)
+        token = await self.store.claim_for_retry(state.id, self.owner, to)
         if token is None:
             return False
         self.spawn(state.id, token)

@@ -12,7 +12,7 @@ from orchestrator.clients import BusinessRefusal, ServiceClient, TransientFault
 from orchestrator.definitions import CURRENT
 from orchestrator.runner import SagaRunner
 from orchestrator.saga import RemoteCall, SagaDefinition, SagaStatus
-from orchestrator.store import SagaState, new_lease_token
+from orchestrator.store import SagaState
 
 
 class OrderNotFound(NotFound):
@@ -66,7 +66,7 @@ async def start_saga(
     object already has one: then that saga is the answer, never a second one."""
     store = runner.store
     for _ in range(3):
-        token = new_lease_token(runner.instance_id)
+        token = runner.owner.lease_token()
         created = await store.create(definition, payload, client_key, lock_key, token)
         if created is not None:
             metrics.SAGAS_STARTED.labels(definition.name).inc()

@@ -75,8 +75,32 @@ class SagaState:
         )
 
 
-def new_lease_token(instance_id: str) -> str:
-    return f"{instance_id}:{uuid.uuid4().hex[:12]}"
+@dataclass(frozen=True)
+class Owner:
+    """Who runs sagas: a replica (its instance id, stable across restarts) in one incarnation
+    (one process lifetime). Lease tokens are `<instance id>#<incarnation>.<nonce>`."""
+
+    instance_id: str
+    incarnation: str
+
+    @classmethod
+    def new(cls, instance_id: str) -> "Owner":
+        return cls(instance_id, uuid.uuid4().hex[:8])
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.instance_id}#{self.incarnation}."
+
+    @property
+    def instance_prefix(self) -> str:
+        return f"{self.instance_id}#"
+
+    def lease_token(self) -> str:
+        return f"{self.prefix}{uuid.uuid4().hex[:12]}"
+
+
+def _starts_with(prefix: str):
+    return func.left(SagaRecord.lease_owner, len(prefix)) == prefix
 
 
 class SagaStore:
@@ -231,6 +255,22 @@ class SagaStore:
             await session.flush()
             return attempt.id
 
+    async def had_unknown_outcome(self, saga_id: uuid.UUID, step_index: int, phase: Phase) -> bool:
+        """Whether an attempt of this call ended without an answer (a transient fault, or a run
+        that died mid-call): it may have applied whatever a later attempt was told."""
+        async with self.sessionmaker() as session:
+            found = await session.scalar(
+                select(StepAttempt.id)
+                .where(
+                    StepAttempt.saga_id == saga_id,
+                    StepAttempt.step == step_index,
+                    StepAttempt.phase == phase,
+                    StepAttempt.status.in_(("FAILED", "INTERRUPTED")),
+                )
+                .limit(1)
+            )
+            return found is not None
+
     async def finish_attempt(
         self,
         saga_id: uuid.UUID,
@@ -297,13 +337,15 @@ class SagaStore:
     # -- recovery ------------------------------------------------------------------------------
 
     async def claim_expired(
-        self, instance_id: str, limit: int, *, own_orphans: bool = False
+        self, owner: Owner, limit: int, *, own_orphans: bool = False
     ) -> list[tuple[uuid.UUID, str]]:
-        """Take over unfinished sagas whose lease expired (or, at start, the ones a previous run
-        of this same instance left behind), skipping rows another replica is claiming."""
+        """Take over unfinished sagas whose lease expired (or, at start, the ones an earlier
+        incarnation of this same instance left behind), skipping rows another replica is
+        claiming."""
         expired = SagaRecord.lease_expires_at < func.now()
         if own_orphans:
-            expired = or_(expired, SagaRecord.lease_owner.like(f"{instance_id}:%"))
+            orphaned = and_(_starts_with(owner.instance_prefix), ~_starts_with(owner.prefix))
+            expired = or_(expired, orphaned)
         candidates = (
             select(SagaRecord.id)
             .where(SagaRecord.status.in_(LIVE), expired)
@@ -315,7 +357,7 @@ class SagaStore:
         async with self.sessionmaker.begin() as session:
             ids = list(await session.scalars(candidates))
             for saga_id in ids:
-                token = new_lease_token(instance_id)
+                token = owner.lease_token()
                 await session.execute(
                     update(SagaRecord)
                     .where(SagaRecord.id == saga_id)
@@ -332,12 +374,10 @@ class SagaStore:
                 )
         return claimed
 
-    async def claim_for_retry(
-        self, saga_id: uuid.UUID, instance_id: str, to: Position
-    ) -> str | None:
+    async def claim_for_retry(self, saga_id: uuid.UUID, owner: Owner, to: Position) -> str | None:
         """An operator's retry of a NEEDS_ATTENTION saga: resume it under a new lease."""
         check_transition(SagaStatus.NEEDS_ATTENTION, to.status)
-        token = new_lease_token(instance_id)
+        token = owner.lease_token()
         async with self.sessionmaker.begin() as session:
             claimed = await session.scalar(
                 update(SagaRecord)
@@ -353,11 +393,11 @@ class SagaStore:
             )
         return token if claimed else None
 
-    async def release_leases(self, instance_id: str) -> None:
+    async def release_leases(self, owner: Owner) -> None:
         """On a clean shutdown: let any replica (or our restart) take our sagas at once."""
         async with self.sessionmaker.begin() as session:
             await session.execute(
                 update(SagaRecord)
-                .where(SagaRecord.status.in_(LIVE), SagaRecord.lease_owner.like(f"{instance_id}:%"))
+                .where(SagaRecord.status.in_(LIVE), _starts_with(owner.prefix))
                 .values(lease_expires_at=func.now() - text("interval '1 second'"))
             )

@@ -56,7 +56,11 @@ def approve_payment(
         return 201, to_json(_view(payment))
 
     return idempotency.execute(
-        session, key, "approve", {"order_id": order_id, "user_id": user_id, "amount": amount}, apply
+        session,
+        key,
+        "approve_payment",
+        {"order_id": order_id, "user_id": user_id, "amount": amount},
+        apply,
     )
 
 
@@ -76,4 +80,6 @@ def cancel_payment(session: Session, approval_key: str, key: str) -> StoredRespo
         ).scalar_one()
         return 200, {"payment": to_json(_view(payment)), "cancelled": True}
 
-    return idempotency.execute(session, key, "cancel", {"approval_key": approval_key}, apply)
+    return idempotency.execute(
+        session, key, "cancel_payment", {"approval_key": approval_key}, apply
+    )

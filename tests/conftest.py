@@ -7,35 +7,19 @@ the e2e tests start share the same test databases.
 """
 
 import os
-from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from common.embedded_pg import local_server_answers, start_embedded
-from common.settings import DEFAULT_PG_URL
+from tools.stack import database_env, postgres_url, reset_databases
 
-if "TEST_PG_URL" in os.environ:
-    TEST_PG_URL = os.environ["TEST_PG_URL"]
-elif local_server_answers():
-    TEST_PG_URL = DEFAULT_PG_URL
-else:
-    TEST_PG_URL = start_embedded(Path(__file__).resolve().parents[1] / ".data" / "test-pgserver")
-
+TEST_PG_URL = os.environ.get("TEST_PG_URL") or postgres_url()
 # Two runs side by side need their own databases: TEST_DB_PREFIX=saga_mine pytest ...
 PREFIX = os.environ.get("TEST_DB_PREFIX", "saga_test")
-# (env prefix, migration history, test database)
-DATABASES = [
-    ("ORDERS", "order_service", f"{PREFIX}_orders"),
-    ("USERS", "user_service", f"{PREFIX}_users"),
-    ("PAYMENTS", "payment_service", f"{PREFIX}_payments"),
-    ("ORCHESTRATOR", "orchestrator", f"{PREFIX}_orchestrator"),
-]
 
 os.environ["APP_ENV"] = "test"
-for prefix, _, database in DATABASES:
-    os.environ[f"{prefix}_DATABASE_URL"] = str(make_url(TEST_PG_URL).set(database=database))
-    os.environ[f"{prefix}_FAULT_INJECTION"] = "true"
+os.environ.update(database_env(PREFIX, TEST_PG_URL))
+for service in ("ORDERS", "USERS", "PAYMENTS"):
+    os.environ[f"{service}_FAULT_INJECTION"] = "true"
 
 
 def database_url(prefix: str) -> str:
@@ -45,9 +29,4 @@ def database_url(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def databases() -> None:
     """Drop and re-create every test database at the latest migration, once per session."""
-    from common.db import drop_database, migrate
-
-    for prefix, history, _ in DATABASES:
-        url = make_url(database_url(prefix)).set(drivername="postgresql+psycopg")
-        drop_database(url)
-        migrate(url, history)
+    reset_databases(dict(os.environ))

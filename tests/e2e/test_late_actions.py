@@ -28,3 +28,32 @@ def test_a_deduction_slower_than_every_retry_arrives_after_its_charge_back_and_i
     assert api.balance(user_id) == 10_000
     assert api.order_status(order_id) == "PENDING"
     assert_invariants([saga["saga_id"]], [user_id])
+
+
+def test_a_refusal_after_a_timed_out_attempt_is_compensated_by_its_key_too(api: Api):
+    """The first deduction attempt times out; the retry is refused. The refusal alone does not
+    prove the first attempt did nothing, so the deduction is also compensated by its key."""
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 7_000)
+    api.fault("user", "deduct", "delay", delay_ms=1_500)  # held past the 1 s client timeout
+    saga_id = api.start_payment(order_id, key=f"refused-{order_id}").json()["saga_id"]
+    wait_for(lambda: delayed_in_flight(api, "user") == 1, 10, "the first attempt to be held")
+    api.fault("user", "deduct", "refuse")  # whichever attempt claims the key first is refused
+
+    api.start_payment(order_id, key=f"refused-{order_id}", wait=30)
+
+    saga = api.saga(saga_id)
+    assert saga["status"] == "COMPENSATED"
+    deductions = [
+        s["status"]
+        for s in saga["steps"]
+        if (s["step"], s["phase"]) == ("deduct_balance", "action")
+    ]
+    assert deductions == ["FAILED", "REFUSED"]
+    assert [(s["step"], s["phase"], s["status"]) for s in saga["steps"]][-2:] == [
+        ("deduct_balance", "compensation", "SUCCEEDED"),
+        ("start_order_payment", "compensation", "SUCCEEDED"),
+    ]
+    wait_for(lambda: delayed_in_flight(api, "user") == 0, 10, "the held attempt to finish")
+    assert api.balance(user_id) == 10_000
+    assert_invariants([saga_id], [user_id])

@@ -73,5 +73,5 @@ def test_two_orchestrators_share_200_sagas_and_take_over_when_one_dies(
             api.url("orchestrator", f"/admin/sagas/{saga_id}"), headers=ADMIN_AUTH
         ).json()
         assert _overlapping_owners(detail["steps"]) == []
-        owners |= {s["owner"].rsplit(":", 1)[0] for s in detail["steps"]}
+        owners |= {s["owner"].split("#")[0] for s in detail["steps"]}
     assert len(owners) == 2  # both replicas ran steps
