@@ -29,10 +29,13 @@ migrate: install ## Create and migrate every service's database
 test: install ## Run the whole test suite (needs PostgreSQL; see README)
 	$(BIN)/pytest
 
+chaos: install ## Chaos run: 300 sagas under faults and SIGKILLs, then check every invariant
+	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
+
 lint: install ## Check style (ruff)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean: ## Remove the virtualenv, caches and the embedded database's data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info
 
-.PHONY: help install run-all migrate test lint clean
+.PHONY: help install run-all migrate test chaos lint clean

@@ -250,7 +250,7 @@ class SagaRunner:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
             wait=wait_exponential_jitter(
-                initial=policy.initial_backoff,
+                multiplier=policy.initial_backoff,
                 max=policy.max_backoff,
                 jitter=policy.initial_backoff,
             ),

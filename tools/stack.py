@@ -9,9 +9,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
+
+from common.db import drop_database, migrate
+from common.embedded_pg import local_server_answers, start_embedded
+from common.settings import DEFAULT_PG_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN_SERVICES = {"order": "order_service", "user": "user_service", "payment": "payment_service"}
+# (env prefix, migration history, database name suffix) of every database
+DATABASES = [
+    ("ORDERS", "order_service", "orders"),
+    ("USERS", "user_service", "users"),
+    ("PAYMENTS", "payment_service", "payments"),
+    ("ORCHESTRATOR", "orchestrator", "orchestrator"),
+]
+
+
+def postgres_url() -> str:
+    """PG_URL if set, else the local server, else an embedded one (data in .data/)."""
+    if "PG_URL" in os.environ:
+        return os.environ["PG_URL"]
+    if local_server_answers():
+        return DEFAULT_PG_URL
+    return start_embedded(ROOT / ".data" / "tools-pgserver")
+
+
+def database_env(prefix: str, pg_url: str) -> dict[str, str]:
+    """The <PREFIX>_DATABASE_URL of every process, on databases named `<prefix>_<suffix>`."""
+    return {
+        f"{env}_DATABASE_URL": str(make_url(pg_url).set(database=f"{prefix}_{suffix}"))
+        for env, _, suffix in DATABASES
+    }
+
+
+def reset_databases(env: dict[str, str]) -> None:
+    """Drop and re-create every database named in `env` at the latest migration."""
+    for prefix, history, _ in DATABASES:
+        url = make_url(env[f"{prefix}_DATABASE_URL"]).set(drivername="postgresql+psycopg")
+        drop_database(url)
+        migrate(url, history)
+
 
 # Test settings: a short client timeout and small retry budgets, so failures show fast.
 ORCHESTRATOR_TEST_ENV = {

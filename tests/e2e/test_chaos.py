@@ -1,0 +1,26 @@
+"""A small run of the chaos harness (`make chaos` runs the full one): faults, dropped connections,
+the orchestrator and a domain service killed and restarted; then every invariant must hold."""
+
+import os
+
+from tools.chaos import ChaosConfig, ChaosRun, summary
+
+
+def test_a_small_chaos_run_keeps_every_invariant(databases, tmp_path):
+    config = ChaosConfig(
+        sagas=60,
+        concurrency=12,
+        chaos_seconds=10,
+        orchestrator_kills=2,
+        service_kills=1,
+        seed=20261124,
+        db_prefix=f"{os.environ.get('TEST_DB_PREFIX', 'saga_test')}_chaos",
+        settle_seconds=120,
+    )
+
+    result = ChaosRun(config, tmp_path, say=lambda _: None).run()
+
+    assert result.ok, summary(result)
+    assert result.report.sagas == 60
+    assert result.events["SIGKILL orchestrator"] == 2
+    assert sum(result.report.by_status.values()) == 60

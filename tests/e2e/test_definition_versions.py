@@ -1,0 +1,90 @@
+"""A deploy that changes a saga's definition: sagas in flight finish on the version they started
+with, new sagas start on the new one."""
+
+import asyncio
+import time
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from orchestrator.clients import build_clients
+from orchestrator.payment_saga import PAYMENT_SAGA
+from orchestrator.runner import SagaRunner
+from orchestrator.saga import RetryPolicy, SagaDefinition
+from orchestrator.service import start_saga
+from orchestrator.store import Owner, SagaStore
+from tests.conftest import database_url
+from tests.e2e.client import Api, assert_invariants, delayed_in_flight
+from tools.stack import Stack
+
+V1 = PAYMENT_SAGA
+# Version 2 approves the payment before it deducts the balance.
+V2 = SagaDefinition("payment", 2, (V1.steps[0], V1.steps[2], V1.steps[1], V1.steps[3]))
+POLICY = RetryPolicy(attempts=3, initial_backoff=0.05, max_backoff=0.2, max_seconds=10)
+
+
+def _runner(store: SagaStore, stack: Stack, name: str, definitions) -> SagaRunner:
+    urls = {n: stack.url(n) for n in ("order", "user", "payment")}
+    return SagaRunner(
+        store,
+        build_clients(urls, "dev-service-token", 5.0),
+        owner=Owner.new(name),
+        step_timeout=5.0,
+        action_policy=POLICY,
+        compensation_policy=POLICY,
+        definitions=definitions,
+    )
+
+
+async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
+    url = make_url(database_url("ORCHESTRATOR")).set(drivername="postgresql+psycopg")
+    engine = create_async_engine(url)
+    store = SagaStore(async_sessionmaker(engine, expire_on_commit=False), lease_seconds=1)
+    old = _runner(store, stack, "old-deploy", {V1.key: V1})
+    new = _runner(store, stack, "new-deploy", {V1.key: V1, V2.key: V2})
+    try:
+        # The old deployment starts a saga on v1 and dies while its deduction is in flight.
+        api.fault("user", "deduct", "delay", delay_ms=1_500)
+        in_flight = await start_saga(old, V1, {"order_id": old_order}, None, f"order:{old_order}")
+        deadline = time.monotonic() + 10
+        while delayed_in_flight(api, "user") == 0:
+            assert time.monotonic() < deadline, "the deduction never started"
+            await asyncio.sleep(0.05)
+        await old.stop()  # gone without a word: its lease runs out
+
+        # The new deployment takes the saga over once the lease expires, and starts a new one.
+        deadline = time.monotonic() + 15
+        while not await new.recover(limit=10):
+            assert time.monotonic() < deadline, "the new deployment never took the saga over"
+            await asyncio.sleep(0.2)
+        fresh = await start_saga(new, V2, {"order_id": new_order}, None, f"order:{new_order}")
+        finished = [await new.wait_until_final(s.id, 30) for s in (in_flight, fresh)]
+        histories = [await store.attempts(s.id) for s in (in_flight, fresh)]
+        await new.stop()
+        return finished, histories
+    finally:
+        for client in {**old.clients, **new.clients}.values():
+            await client.http.aclose()
+        await engine.dispose()
+
+
+def _action_order(history) -> list[str]:
+    names = []
+    for attempt in history:
+        if attempt.phase == "action" and attempt.status == "SUCCEEDED":
+            names.append(attempt.step_name)
+    return names
+
+
+def test_in_flight_sagas_finish_on_their_version_after_a_deploy(api: Api, stack: Stack):
+    user_id = api.create_user(10_000)
+    old_order, new_order = api.create_order(user_id, 1_000), api.create_order(user_id, 2_000)
+
+    (old, new), (old_history, new_history) = asyncio.run(_deploy(api, stack, old_order, new_order))
+
+    assert (old.version, old.status) == (1, "COMPLETED")
+    assert _action_order(old_history) == [s.name for s in V1.steps]
+    assert (new.version, new.status) == (2, "COMPLETED")
+    assert _action_order(new_history) == [s.name for s in V2.steps]
+    assert api.balance(user_id) == 7_000
+    assert_invariants([str(old.id), str(new.id)], [user_id])
