@@ -26,7 +26,7 @@ run-all: install ## Start every service in the foreground (Ctrl-C stops them all
 migrate: install ## Create and migrate every service's database
 	@for s in $(SERVICES); do $(BIN)/python -m $$s migrate || exit 1; done
 
-test: install ## Run the whole test suite (needs PostgreSQL; see README)
+test: install ## Run the whole test suite (on the local PostgreSQL, or an embedded one)
 	$(BIN)/pytest
 
 chaos: install ## Chaos run: 300 sagas under faults and SIGKILLs, then check every invariant

@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="chaos-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    print(f"chaos: seed {seed} (--seed {seed} replays the same schedule of faults)")
+    print(f"chaos: seed {seed} (--seed {seed} makes the same random choices; timing still varies)")
     result = ChaosRun(config, log_dir).run()
     print(summary(result))
     return 0 if result.ok else 1
