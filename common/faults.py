@@ -36,13 +36,14 @@ class InjectedFault(DomainError):
 
 class FaultInjector:
     def __init__(self) -> None:
-        self._rules: dict[str, FaultRule] = {}
+        # One rule per point and kind: a refusal and a transient fault of one point can coexist.
+        self._rules: dict[tuple[str, bool], FaultRule] = {}
         self._lock = threading.Lock()
         self.delayed_in_flight = 0  # calls held by a `delay` rule right now
 
     def set(self, rule: FaultRule) -> None:
         with self._lock:
-            self._rules[rule.point] = rule
+            self._rules[(rule.point, rule.mode == "refuse")] = rule
 
     def clear(self) -> None:
         with self._lock:
@@ -55,14 +56,16 @@ class FaultInjector:
     def _take(self, point: str, *, refusal: bool) -> FaultRule | None:
         """The rule of `point` if it is of the kind asked for, counting one use of it."""
         with self._lock:
-            rule = self._rules.get(point)
-            if rule is None or (rule.mode == "refuse") != refusal:
+            rule = self._rules.get((point, refusal))
+            if rule is None:
                 return None
             if rule.times is not None:
                 if rule.times <= 1:
-                    del self._rules[point]
+                    del self._rules[(point, refusal)]
                 else:
-                    self._rules[point] = rule.model_copy(update={"times": rule.times - 1})
+                    self._rules[(point, refusal)] = rule.model_copy(
+                        update={"times": rule.times - 1}
+                    )
             return rule
 
     def refuse_if_set(self, point: str) -> None:
