@@ -4,45 +4,24 @@ with, new sagas start on the new one."""
 import asyncio
 import time
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-
-from orchestrator.clients import build_clients
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.runner import SagaRunner
-from orchestrator.saga import RetryPolicy, SagaDefinition
+from orchestrator.saga import SagaDefinition
 from orchestrator.service import start_saga
-from orchestrator.store import Owner, SagaStore
-from tests.conftest import database_url
 from tests.e2e.client import Api, assert_invariants, delayed_in_flight
+from tests.e2e.inprocess import runner, saga_store
 from tools.stack import Stack
 
 V1 = PAYMENT_SAGA
 # Version 2 approves the payment before it deducts the balance.
 V2 = SagaDefinition("payment", 2, (V1.steps[0], V1.steps[2], V1.steps[1], V1.steps[3]))
-POLICY = RetryPolicy(attempts=3, initial_backoff=0.05, max_backoff=0.2, max_seconds=10)
-
-
-def _runner(store: SagaStore, stack: Stack, name: str, definitions) -> SagaRunner:
-    urls = {n: stack.url(n) for n in ("order", "user", "payment")}
-    return SagaRunner(
-        store,
-        build_clients(urls, "dev-service-token", 5.0),
-        owner=Owner.new(name),
-        step_timeout=5.0,
-        action_policy=POLICY,
-        compensation_policy=POLICY,
-        definitions=definitions,
-    )
 
 
 async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
-    url = make_url(database_url("ORCHESTRATOR")).set(drivername="postgresql+psycopg")
-    engine = create_async_engine(url)
-    store = SagaStore(async_sessionmaker(engine, expire_on_commit=False), lease_seconds=1)
-    old = _runner(store, stack, "old-deploy", {V1.key: V1})
-    new = _runner(store, stack, "new-deploy", {V1.key: V1, V2.key: V2})
-    try:
+    async with (
+        saga_store(lease_seconds=1) as store,
+        runner(store, stack, "old-deploy", {V1.key: V1}, step_timeout=5) as old,
+        runner(store, stack, "new-deploy", {V1.key: V1, V2.key: V2}, step_timeout=5) as new,
+    ):
         # The old deployment starts a saga on v1 and dies while its deduction is in flight.
         api.fault("user", "deduct", "delay", delay_ms=1_500)
         in_flight = await start_saga(old, V1, {"order_id": old_order}, None, f"order:{old_order}")
@@ -60,12 +39,7 @@ async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
         fresh = await start_saga(new, V2, {"order_id": new_order}, None, f"order:{new_order}")
         finished = [await new.wait_until_final(s.id, 30) for s in (in_flight, fresh)]
         histories = [await store.attempts(s.id) for s in (in_flight, fresh)]
-        await new.stop()
         return finished, histories
-    finally:
-        for client in {**old.clients, **new.clients}.values():
-            await client.http.aclose()
-        await engine.dispose()
 
 
 def _action_order(history) -> list[str]:

@@ -1,0 +1,53 @@
+"""An orchestrator runner inside the test process, on the test database and the stack's
+services: for tests that need saga definitions the shipped orchestrator does not have."""
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from orchestrator.clients import build_clients
+from orchestrator.runner import SagaRunner
+from orchestrator.saga import RetryPolicy, SagaDefinition
+from orchestrator.store import Owner, SagaStore
+from tests.conftest import database_url
+from tools.stack import Stack
+
+QUICK = RetryPolicy(attempts=3, initial_backoff=0.05, max_backoff=0.2, max_seconds=10)
+
+
+@asynccontextmanager
+async def saga_store(lease_seconds: float = 10) -> AsyncIterator[SagaStore]:
+    url = make_url(database_url("ORCHESTRATOR")).set(drivername="postgresql+psycopg")
+    engine = create_async_engine(url)
+    try:
+        yield SagaStore(async_sessionmaker(engine, expire_on_commit=False), lease_seconds)
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def runner(
+    store: SagaStore,
+    stack: Stack,
+    name: str,
+    definitions: Mapping[tuple[str, int], SagaDefinition],
+    step_timeout: float = 1.0,
+) -> AsyncIterator[SagaRunner]:
+    urls = {n: stack.url(n) for n in ("order", "user", "payment")}
+    saga_runner = SagaRunner(
+        store,
+        build_clients(urls, "dev-service-token", step_timeout),
+        owner=Owner.new(name),
+        step_timeout=step_timeout,
+        action_policy=QUICK,
+        compensation_policy=QUICK,
+        definitions=definitions,
+    )
+    try:
+        yield saga_runner
+    finally:
+        await saga_runner.stop()
+        for client in saga_runner.clients.values():
+            await client.http.aclose()
