@@ -26,6 +26,7 @@ PROCESSES = [
     ("order_service", 8001),
     ("user_service", 8002),
     ("payment_service", 8003),
+    ("data_platform", 8009),
     ("orchestrator", 8000),
 ]
 # Where the orchestrator finds the others (unless the environment says otherwise).
@@ -33,6 +34,7 @@ SERVICE_URL_VARIABLES = {
     "order_service": "ORDER_SERVICE_URL",
     "user_service": "USER_SERVICE_URL",
     "payment_service": "PAYMENT_SERVICE_URL",
+    "data_platform": "DATA_PLATFORM_URL",
 }
 
 

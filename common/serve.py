@@ -32,10 +32,14 @@ def main(
     default_port: int,
     get_settings: Callable[[], ServiceSettings],
     create_app: Callable[[ServiceSettings], FastAPI],
+    extra_commands: dict[str, Callable[[ServiceSettings], None]] | None = None,
     argv: list[str] | None = None,
 ) -> None:
+    extra_commands = extra_commands or {}
     parser = argparse.ArgumentParser(prog=f"python -m {package}")
-    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
+    parser.add_argument(
+        "command", nargs="?", choices=["serve", "migrate", *extra_commands], default="serve"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
     args = parser.parse_args(argv)
@@ -50,6 +54,9 @@ def main(
         "%s: database %s is at the latest migration", package, settings.sqlalchemy_url.database
     )
     if args.command == "migrate":
+        return
+    if args.command in extra_commands:
+        extra_commands[args.command](settings)
         return
     if settings.uses_dev_tokens:
         log.warning(

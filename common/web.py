@@ -44,7 +44,7 @@ def create_service_app(
     *,
     title: str,
     settings: ServiceSettings,
-    idempotency: IdempotencyStore,
+    idempotency: IdempotencyStore | None,
     routers: Sequence[APIRouter],
 ) -> FastAPI:
     @asynccontextmanager
@@ -61,8 +61,9 @@ def create_service_app(
     install_error_handlers(app)
     metrics.instrument(app)
     app.include_router(health_router)
-    app.include_router(settle_router)
-    if settings.fault_injection:
+    if idempotency is not None:
+        app.include_router(settle_router)
+    if settings.fault_injection and idempotency is not None:
         idempotency.injected_refusal = app.state.faults.refuse_if_set
         app.include_router(faults.router)
         app.middleware("http")(faults.lose_responses)

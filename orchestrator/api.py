@@ -2,7 +2,7 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -13,6 +13,7 @@ from common.fields import Text
 from common.web import OptionalIdempotencyKey
 from orchestrator import service
 from orchestrator.definitions import CURRENT
+from orchestrator.outbox import list_messages
 from orchestrator.runner import SagaRunner
 from orchestrator.saga import SagaStatus
 from orchestrator.schemas import (
@@ -155,3 +156,34 @@ async def retry_saga(saga_id: str, runner: RunnerDep) -> SagaStarted:
 @admin.get("/stats")
 async def stats(runner: RunnerDep) -> dict[str, Any]:
     return {"sagas_by_status": await runner.store.count_by_status()}
+
+
+@admin.get("/outbox")
+async def outbox(
+    request: Request,
+    status: Annotated[Literal["PENDING", "DELIVERED"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """The data-platform outbox: backlog counts, and the latest rows (newest first)."""
+    relay = request.app.state.relay
+    rows = await list_messages(relay.sessionmaker, status, limit)
+    return {
+        **await relay.backlog(),
+        "items": [
+            {
+                "id": r.id,
+                "event_id": str(r.event_id),
+                "saga_id": str(r.saga_id),
+                "aggregate_id": r.aggregate_id,
+                "type": r.type,
+                "status": r.status,
+                "attempts": r.attempts,
+                "occurred_at": r.occurred_at,
+                "next_attempt_at": r.next_attempt_at,
+                "delivered_at": r.delivered_at,
+                "last_error": r.last_error,
+                "payload": r.payload,
+            }
+            for r in rows
+        ],
+    }

@@ -1,12 +1,14 @@
 import asyncio
 import contextlib
 import logging
+import signal
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from common import metrics as http_metrics
 from common.errors import error_body
@@ -14,10 +16,41 @@ from common.handlers import install_error_handlers
 from orchestrator.api import admin, router
 from orchestrator.clients import build_clients
 from orchestrator.config import Settings, get_settings
+from orchestrator.outbox import OutboxRelay
 from orchestrator.runner import SagaRunner
 from orchestrator.store import Owner, SagaStore
 
 log = logging.getLogger(__name__)
+
+
+def _engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.sqlalchemy_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size * 2,
+        pool_pre_ping=True,
+    )
+
+
+def build_relay(settings: Settings, sessionmaker: async_sessionmaker, owner: Owner) -> OutboxRelay:
+    http = httpx.AsyncClient(
+        base_url=settings.data_platform_url,
+        headers={"Authorization": f"Bearer {settings.service_token}"},
+        timeout=settings.relay_timeout,
+    )
+    return OutboxRelay(
+        sessionmaker,
+        http,
+        owner=f"{owner.instance_id}#{owner.incarnation}",
+        policy=settings.relay_policy(),
+    )
+
+
+async def _cancel(task: asyncio.Task | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,18 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = create_async_engine(
-            settings.sqlalchemy_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_pool_size * 2,
-            pool_pre_ping=True,
-        )
+        engine = _engine(settings)
+        sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         clients = build_clients(
             settings.service_urls(), settings.service_token, settings.step_timeout
         )
-        store = SagaStore(
-            async_sessionmaker(engine, expire_on_commit=False), settings.lease_seconds
-        )
+        relay = build_relay(settings, sessionmaker, owner)
+        store = SagaStore(sessionmaker, settings.lease_seconds)
         runner = SagaRunner(
             store,
             clients,
@@ -45,23 +73,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             step_timeout=settings.step_timeout,
             action_policy=settings.action_policy(),
             compensation_policy=settings.compensation_policy(),
+            on_outcome=relay.notify if settings.relay_enabled else None,
         )
-        app.state.engine, app.state.runner = engine, runner
+        app.state.engine, app.state.runner, app.state.relay = engine, runner, relay
         recovery = asyncio.create_task(
             runner.recovery_loop(settings.recovery_interval, settings.recovery_batch),
             name="recovery-loop",
         )
+        relaying = None
+        if settings.relay_enabled:
+            relaying = asyncio.create_task(relay.run(), name="outbox-relay")
         log.info("orchestrator %s started (incarnation %s)", owner.instance_id, owner.incarnation)
         try:
             yield
         finally:
-            recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recovery
+            await _cancel(recovery)
+            await _cancel(relaying)
             await runner.stop()
             await store.release_leases(owner)
             for client in clients.values():
                 await client.http.aclose()
+            await relay.http.aclose()
             await engine.dispose()
 
     app = FastAPI(title="saga orchestrator", lifespan=lifespan)
@@ -81,3 +113,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(admin)
     return app
+
+
+def run_relay(settings: Settings) -> None:
+    """`python -m orchestrator relay`: the outbox relay alone, until SIGTERM or Ctrl-C."""
+
+    async def main() -> None:
+        engine = _engine(settings)
+        owner = Owner.new(f"{settings.resolved_instance_id()}-relay")
+        relay = build_relay(settings, async_sessionmaker(engine, expire_on_commit=False), owner)
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        log.info("outbox relay %s delivering to %s", relay.owner, settings.data_platform_url)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await relay.http.aclose()
+        await engine.dispose()
+
+    asyncio.run(main())

@@ -7,6 +7,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
+from orchestrator.outbox import RelayPolicy
 from orchestrator.saga import RetryPolicy
 
 
@@ -19,6 +20,18 @@ class Settings(ServiceSettings):
     payment_service_url: str = Field(
         "http://127.0.0.1:8003", validation_alias="PAYMENT_SERVICE_URL"
     )
+    data_platform_url: str = Field("http://127.0.0.1:8009", validation_alias="DATA_PLATFORM_URL")
+
+    # The outbox relay: runs inside this process unless disabled (then: python -m orchestrator
+    # relay, as many as you like).
+    relay_enabled: bool = True
+    relay_batch: int = Field(50, ge=1)
+    relay_concurrency: int = Field(16, ge=1)
+    relay_timeout: float = Field(5.0, gt=0)
+    relay_claim_seconds: float = Field(30.0, gt=0)
+    relay_backoff_initial: float = Field(0.5, gt=0)
+    relay_backoff_max: float = Field(30.0, gt=0)
+    relay_interval: float = Field(1.0, gt=0)
 
     # One remote call; past it the outcome is unknown and the call is retried under its key.
     step_timeout: float = Field(5.0, gt=0)
@@ -56,6 +69,16 @@ class Settings(ServiceSettings):
             self.backoff_initial,
             self.backoff_max,
             self.compensation_max_seconds,
+        )
+
+    def relay_policy(self) -> RelayPolicy:
+        return RelayPolicy(
+            batch=self.relay_batch,
+            concurrency=self.relay_concurrency,
+            claim_seconds=self.relay_claim_seconds,
+            backoff_initial=self.relay_backoff_initial,
+            backoff_max=self.relay_backoff_max,
+            interval=self.relay_interval,
         )
 
     def service_urls(self) -> dict[str, str]:

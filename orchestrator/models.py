@@ -86,3 +86,40 @@ class StepAttempt(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxMessage(Base):
+    """An event for the data platform, written in the same transaction as the saga outcome it
+    reports: it exists if and only if that outcome committed. The relay delivers it after."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # The relay's claim: pending rows by age, and "is an older one of this aggregate pending?"
+        Index("ix_outbox_pending", "id", postgresql_where=text("status = 'PENDING'")),
+        Index(
+            "ix_outbox_pending_aggregate",
+            "aggregate_id",
+            "id",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+        Index("ix_outbox_saga", "saga_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    saga_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    aggregate_id: Mapped[str] = mapped_column(String(200))  # events of one aggregate go in order
+    type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'PENDING'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

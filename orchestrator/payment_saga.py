@@ -15,7 +15,16 @@ under the order's semantic lock, not taken from the caller: later steps reuse th
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.saga import RemoteCall, SagaDefinition, Step, StepContext, StepKind
+from orchestrator.saga import (
+    OutcomeEvent,
+    RemoteCall,
+    SagaDefinition,
+    SagaOutcome,
+    SagaStatus,
+    Step,
+    StepContext,
+    StepKind,
+)
 
 ORDER, USER, PAYMENT = "order", "user", "payment"
 
@@ -76,6 +85,25 @@ def describe(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"order_id": payload["order_id"]}
 
 
+def outcome_event(outcome: SagaOutcome) -> OutcomeEvent:
+    """`order.paid` or `order.payment_failed`, with the order as step 1 read it under its lock
+    (or, if step 1 never ran, as it was when the payment was requested)."""
+    order = outcome.results.get("start_order_payment") or outcome.payload.get("order") or {}
+    payload = {
+        "saga_id": outcome.saga_id,
+        "order_id": outcome.payload["order_id"],
+        "user_id": order.get("user_id"),
+        "amount": order.get("amount"),
+        "items": order.get("items", []),
+    }
+    if outcome.status is SagaStatus.COMPLETED:
+        return OutcomeEvent(f"order:{payload['order_id']}", "order.paid", payload)
+    reason = dict(outcome.error) if outcome.error else None
+    return OutcomeEvent(
+        f"order:{payload['order_id']}", "order.payment_failed", {**payload, "reason": reason}
+    )
+
+
 PAYMENT_SAGA = SagaDefinition(
     name="payment",
     version=1,
@@ -91,4 +119,5 @@ PAYMENT_SAGA = SagaDefinition(
         ),
     ),
     describe=describe,
+    outcome_event=outcome_event,
 )

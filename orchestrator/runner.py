@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -26,12 +26,15 @@ from orchestrator import metrics
 from orchestrator.clients import BusinessRefusal, ServiceClient, StepError, TransientFault
 from orchestrator.definitions import REGISTRY
 from orchestrator.saga import (
+    FINAL_STATUSES,
     CallOutcome,
+    OutcomeEvent,
     Phase,
     Position,
     RemoteCall,
     RetryPolicy,
     SagaDefinition,
+    SagaOutcome,
     SagaStatus,
     Step,
     StepContext,
@@ -57,8 +60,10 @@ class SagaRunner:
         action_policy: RetryPolicy,
         compensation_policy: RetryPolicy,
         definitions: Mapping[tuple[str, int], SagaDefinition] = REGISTRY,
+        on_outcome: Callable[[], None] | None = None,
     ):
         self.definitions = definitions
+        self.on_outcome = on_outcome  # a saga became final (its outbox event is written)
         self.store = store
         self.clients = clients
         self.owner = owner
@@ -116,6 +121,8 @@ class SagaRunner:
                 else:
                     state = await self._run_compensation(definition, state, token)
                 self._notify(saga_id)
+                if state.is_final and self.on_outcome is not None:
+                    self.on_outcome()
         except LeaseLost:
             log.info("saga %s: lease lost, another run has it", saga_id)
         except asyncio.CancelledError:
@@ -163,11 +170,13 @@ class SagaRunner:
         if to.status is SagaStatus.NEEDS_ATTENTION:
             return await self._needs_attention(state, token, step, Phase.ACTION, error)
         if outcome is CallOutcome.SUCCEEDED:
-            await self.store.move(state, token, to, result=(step.name, response))
             results = {**state.results, step.name: response}
+            event = self._event(definition, state, to, results, state.error)
+            await self.store.move(state, token, to, result=(step.name, response), event=event)
             return self._advance(state, to, results=results)
         cause = {**error.as_json(), "step": step.name}
-        await self.store.move(state, token, to, error=cause)
+        event = self._event(definition, state, to, state.results, cause)
+        await self.store.move(state, token, to, error=cause, event=event)
         return self._advance(state, to, error=cause)
 
     async def _settle(
@@ -215,8 +224,23 @@ class SagaRunner:
         if outcome is not CallOutcome.SUCCEEDED:
             return await self._needs_attention(state, token, step, Phase.COMPENSATION, error)
         to = after_compensation(definition, state.step, outcome)
-        await self.store.move(state, token, to)
+        event = self._event(definition, state, to, state.results, state.error)
+        await self.store.move(state, token, to, event=event)
         return self._advance(state, to)
+
+    def _event(
+        self,
+        definition: SagaDefinition,
+        state: SagaState,
+        to: Position,
+        results: dict[str, Any],
+        error: dict[str, Any] | None,
+    ) -> OutcomeEvent | None:
+        """The outcome's event, when this move makes the saga final."""
+        if to.status not in FINAL_STATUSES:
+            return None
+        outcome = SagaOutcome(str(state.id), to.status, state.payload, results, error)
+        return definition.outcome_event(outcome)
 
     async def _needs_attention(
         self, state: SagaState, token: str, step: Step, phase: Phase, error: StepError | None

@@ -102,6 +102,24 @@ CallBuilder = Callable[[StepContext], RemoteCall]
 
 
 @dataclass(frozen=True)
+class SagaOutcome:
+    saga_id: str
+    status: SagaStatus  # COMPLETED or COMPENSATED
+    payload: Mapping[str, Any]
+    results: Mapping[str, Mapping[str, Any]]
+    error: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class OutcomeEvent:
+    """What a final saga tells the data platform, through the outbox."""
+
+    aggregate_id: str  # the events of one aggregate are delivered in the order they occurred
+    type: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Step:
     name: str
     action: CallBuilder
@@ -119,6 +137,8 @@ class SagaDefinition:
     version: int
     steps: tuple[Step, ...]
     describe: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=lambda payload: {})
+    # The event a final saga reports, if any: written with its final status, in one transaction.
+    outcome_event: Callable[[SagaOutcome], OutcomeEvent | None] = field(default=lambda _: None)
 
     def __post_init__(self) -> None:
         if not self.steps:

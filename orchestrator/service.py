@@ -61,9 +61,13 @@ async def start_saga(
     payload: dict[str, Any],
     client_key: str | None,
     lock_key: str,
+    identity: dict[str, Any] | None = None,
 ) -> SagaState:
     """Record a new saga durably and start running it, unless the client key or the business
-    object already has one: then that saga is the answer, never a second one."""
+    object already has one: then that saga is the answer, never a second one. `identity` is
+    the part of the payload that a repeated request with the same key must match (by default,
+    all of it)."""
+    identity = payload if identity is None else identity
     store = runner.store
     for _ in range(3):
         token = runner.owner.lease_token()
@@ -75,7 +79,7 @@ async def start_saga(
         if client_key is not None:
             same_key = await store.find_by_client_key(definition.name, client_key)
             if same_key is not None:
-                return _same_request(same_key, payload, client_key)
+                return _same_request(same_key, identity, client_key)
         live = await store.find_live_by_lock_key(lock_key)
         if live is not None:
             return live
@@ -83,8 +87,8 @@ async def start_saga(
     raise DomainError("the saga could not be recorded, please retry", code="start_contention")
 
 
-def _same_request(saga: SagaState, payload: dict[str, Any], client_key: str) -> SagaState:
-    if saga.payload != payload:
+def _same_request(saga: SagaState, identity: dict[str, Any], client_key: str) -> SagaState:
+    if any(saga.payload.get(name) != value for name, value in identity.items()):
         raise IdempotencyKeyReused(
             f"Idempotency-Key {client_key!r} already started a saga for another request"
         )
@@ -99,11 +103,11 @@ async def start_payment(
     timeout: float,
 ) -> SagaState:
     definition = CURRENT["payment"]
-    payload = {"order_id": order_id}
+    identity = {"order_id": order_id}
     if client_key is not None:
         existing = await runner.store.find_by_client_key(definition.name, client_key)
         if existing is not None:
-            return _same_request(existing, payload, client_key)
+            return _same_request(existing, identity, client_key)
     try:
         order = await _read(order_client, f"/orders/{order_id}", timeout)
     except BusinessRefusal as refusal:
@@ -112,7 +116,13 @@ async def start_payment(
         raise
     if order["status"] in UNPAYABLE:
         raise OrderNotPayable(f"order {order_id} is {order['status']} and cannot be paid")
-    saga = await start_saga(runner, definition, payload, client_key, f"order:{order_id}")
+    # The order as requested goes with the saga, for its outcome event; the steps themselves
+    # reread it under the order's lock (step 1) and use that.
+    snapshot = {k: order.get(k) for k in ("user_id", "amount", "items")}
+    payload = {**identity, "order": snapshot}
+    saga = await start_saga(
+        runner, definition, payload, client_key, f"order:{order_id}", identity=identity
+    )
     if saga.status is SagaStatus.COMPLETED and saga.client_key != client_key:
         raise OrderNotPayable(f"order {order_id} is already paid")
     return saga

@@ -10,9 +10,10 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from orchestrator.models import SagaRecord, StepAttempt
+from orchestrator.models import OutboxMessage, SagaRecord, StepAttempt
 from orchestrator.saga import (
     FINAL_STATUSES,
+    OutcomeEvent,
     Phase,
     Position,
     RemoteCall,
@@ -298,8 +299,11 @@ class SagaStore:
         result: tuple[str, dict[str, Any]] | None = None,
         error: dict[str, Any] | None = None,
         attention: dict[str, Any] | None = None,
+        event: OutcomeEvent | None = None,
     ) -> None:
-        """Persist the saga's next position; a final or stuck saga gives up its lease."""
+        """Persist the saga's next position; a final or stuck saga gives up its lease. The
+        outcome's event goes into the outbox in the same transaction: it exists if and only if
+        the outcome committed."""
         check_transition(state.status, to.status)
         values: dict[str, Any] = {
             "status": to.status,
@@ -333,6 +337,16 @@ class SagaStore:
             )
             if moved is None:
                 raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
+            if event is not None:
+                session.add(
+                    OutboxMessage(
+                        event_id=uuid.uuid4(),
+                        saga_id=state.id,
+                        aggregate_id=event.aggregate_id,
+                        type=event.type,
+                        payload=event.payload,
+                    )
+                )
 
     # -- recovery ------------------------------------------------------------------------------
 

@@ -107,6 +107,8 @@ class ChaosRun:
     def start(self) -> None:
         reset_databases(self.env)
         base = {**os.environ, **self.env}
+        platform = Process("data_platform", free_port(), base, self.log_dir / "data_platform.log")
+        self.stack.processes["data_platform"] = platform
         for name, package in DOMAIN_SERVICES.items():
             process = Process(package, free_port(), base, self.log_dir / f"{package}.log")
             self.stack.processes[name] = process

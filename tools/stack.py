@@ -17,12 +17,14 @@ from common.settings import DEFAULT_PG_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN_SERVICES = {"order": "order_service", "user": "user_service", "payment": "payment_service"}
+PEERS = {**DOMAIN_SERVICES, "data_platform": "data_platform"}  # what the orchestrator calls
 # (env prefix, migration history, database name suffix) of every database
 DATABASES = [
     ("ORDERS", "order_service", "orders"),
     ("USERS", "user_service", "users"),
     ("PAYMENTS", "payment_service", "payments"),
     ("ORCHESTRATOR", "orchestrator", "orchestrator"),
+    ("DATA_PLATFORM", "data_platform", "data_platform"),
 ]
 
 
@@ -62,6 +64,10 @@ ORCHESTRATOR_TEST_ENV = {
     "ORCHESTRATOR_BACKOFF_MAX": "0.3",
     "ORCHESTRATOR_LEASE_SECONDS": "10",
     "ORCHESTRATOR_RECOVERY_INTERVAL": "0.5",
+    "ORCHESTRATOR_RELAY_BACKOFF_INITIAL": "0.1",
+    "ORCHESTRATOR_RELAY_BACKOFF_MAX": "1.0",
+    "ORCHESTRATOR_RELAY_CLAIM_SECONDS": "3",
+    "ORCHESTRATOR_RELAY_INTERVAL": "0.2",
 }
 
 
@@ -145,9 +151,9 @@ def orchestrator_process(
     stack: Stack, log_dir: Path, name: str, env: dict[str, str] | None = None
 ) -> Process:
     """An orchestrator that finds the stack's domain services (or their proxies)."""
-    service_urls = stack.service_urls or {
-        f"{n.upper()}_SERVICE_URL": stack.url(n) for n in DOMAIN_SERVICES
-    }
+    service_urls = {f"{n.upper()}_SERVICE_URL": stack.url(n) for n in DOMAIN_SERVICES}
+    service_urls["DATA_PLATFORM_URL"] = stack.url("data_platform")
+    service_urls.update(stack.service_urls)
     full_env = {**os.environ, **ORCHESTRATOR_TEST_ENV, **service_urls, **(env or {})}
     return Process("orchestrator", free_port(), full_env, log_dir / f"{name}.log")
 
@@ -159,7 +165,7 @@ def start_stack(
 ) -> Stack:
     stack = Stack()
     base_env = {**os.environ, **(extra_env or {})}
-    for name, package in DOMAIN_SERVICES.items():
+    for name, package in PEERS.items():
         stack.processes[name] = Process(package, free_port(), base_env, log_dir / f"{package}.log")
     stack.processes["orchestrator"] = orchestrator_process(
         stack, log_dir, "orchestrator", {**(extra_env or {}), **(orchestrator_env or {})}

@@ -66,7 +66,10 @@ def test_two_orchestrators_share_200_sagas_and_take_over_when_one_dies(
     assert {f["status"] for f in finals} <= {"COMPLETED", "COMPENSATED"}
     assert len(set(saga_ids)) == 200
     report = assert_invariants(saga_ids, users)
-    assert report.by_status["COMPLETED"] == 140  # 7 of each user's 10 orders fit the balance
+    # A balance of 700 pays at most 7 of a user's 10 orders of 100. (Exactly 7 is not certain:
+    # a saga that runs out of retries on the injected 503s compensates, and another order of
+    # that user may have been refused for the balance it held meanwhile.)
+    assert 0 < report.by_status["COMPLETED"] <= 140
     owners = set()
     for saga_id in saga_ids:
         detail = api.http.get(

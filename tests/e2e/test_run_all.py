@@ -15,7 +15,13 @@ import pytest
 from tests.e2e.client import wait_for
 from tools.stack import ROOT
 
-DEFAULT_PORTS = {"orchestrator": 8000, "order": 8001, "user": 8002, "payment": 8003}
+DEFAULT_PORTS = {
+    "orchestrator": 8000,
+    "order": 8001,
+    "user": 8002,
+    "payment": 8003,
+    "data_platform": 8009,
+}
 
 
 def _port_taken(port: int) -> bool:

@@ -1,0 +1,15 @@
+from functools import lru_cache
+
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="DATA_PLATFORM_", extra="ignore")
+    database_name = "saga_data_platform"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

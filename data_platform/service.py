@@ -1,0 +1,33 @@
+"""Use cases of the data platform: store an event once per id, list what arrived."""
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from data_platform.models import ReceivedEvent
+from data_platform.schemas import Event
+
+
+def store_event(session: Session, event: Event) -> bool:
+    """True if this delivery stored the event, False if it had arrived before (deduplicated)."""
+    with session.begin():
+        stored = session.execute(
+            pg_insert(ReceivedEvent)
+            .values(**event.model_dump())
+            .on_conflict_do_nothing(index_elements=[ReceivedEvent.event_id])
+            .returning(ReceivedEvent.seq)
+        ).scalar_one_or_none()
+        if stored is None:
+            session.execute(
+                update(ReceivedEvent)
+                .where(ReceivedEvent.event_id == event.event_id)
+                .values(deliveries=ReceivedEvent.deliveries + 1)
+            )
+        return stored is not None
+
+
+def list_events(session: Session, event_type: str | None) -> list[ReceivedEvent]:
+    query = select(ReceivedEvent).order_by(ReceivedEvent.seq)
+    if event_type is not None:
+        query = query.where(ReceivedEvent.type == event_type)
+    return list(session.scalars(query))

@@ -1,0 +1,231 @@
+"""The outbox relay: delivers the data-platform events that final sagas wrote, after commit.
+
+At-least-once: a row is claimed (a short transaction), delivered with no transaction open, then
+marked DELIVERED; a relay that dies mid-delivery leaves its claim to expire and the row is
+delivered again, and the data platform deduplicates by event id. Failures are retried with
+exponential backoff and jitter, scheduled in the row itself.
+
+Order per aggregate: only the oldest pending event of each aggregate can be claimed, so several
+relays (`FOR UPDATE SKIP LOCKED` lets them share the table) never deliver one order's events out
+of order. A claim is a lease in the row (`claimed_by`, `claimed_until`), not a lock held across
+the call.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from orchestrator import metrics
+from orchestrator.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    event_id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    batch: int = 50
+    concurrency: int = 16
+    claim_seconds: float = 30.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    interval: float = 1.0
+
+
+def _claimable() -> Select:
+    """Pending rows due now, unclaimed or with an expired claim, heads of their aggregate only."""
+    older = aliased(OutboxMessage)
+    older_pending = (
+        select(older.id)
+        .where(
+            older.aggregate_id == OutboxMessage.aggregate_id,
+            older.status == "PENDING",
+            older.id < OutboxMessage.id,
+        )
+        .exists()
+    )
+    return select(OutboxMessage.id).where(
+        OutboxMessage.status == "PENDING",
+        OutboxMessage.next_attempt_at <= func.now(),
+        (OutboxMessage.claimed_until.is_(None)) | (OutboxMessage.claimed_until < func.now()),
+        ~older_pending,
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        http: httpx.AsyncClient,
+        *,
+        owner: str,
+        policy: RelayPolicy,
+    ):
+        self.sessionmaker = sessionmaker
+        self.http = http
+        self.owner = owner
+        self.policy = policy
+        self._wakeup = asyncio.Event()
+        self._backlog_read_at = 0.0
+
+    def notify(self) -> None:
+        """A saga just wrote an event: deliver it now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def claim(self) -> tuple[str, list[Claimed]]:
+        token = f"{self.owner}.{uuid.uuid4().hex[:12]}"
+        candidates = (
+            _claimable()
+            .order_by(OutboxMessage.id)
+            .limit(self.policy.batch)
+            .with_for_update(skip_locked=True)
+        )
+        async with self.sessionmaker.begin() as session:
+            ids = list(await session.scalars(candidates))
+            if not ids:
+                return token, []
+            rows = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids))
+                .values(
+                    claimed_by=token,
+                    claimed_until=func.now() + timedelta(seconds=self.policy.claim_seconds),
+                    attempts=OutboxMessage.attempts + 1,
+                )
+                .returning(
+                    OutboxMessage.id,
+                    OutboxMessage.event_id,
+                    OutboxMessage.type,
+                    OutboxMessage.payload,
+                    OutboxMessage.occurred_at,
+                    OutboxMessage.attempts,
+                )
+            )
+            return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+
+    def _backoff(self, attempts: int) -> float:
+        ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2 ** (attempts - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    async def deliver(self, token: str, message: Claimed) -> bool:
+        event = {
+            "event_id": str(message.event_id),
+            "type": message.type,
+            "occurred_at": message.occurred_at.isoformat(),
+            "payload": message.payload,
+        }
+        try:
+            response = await self.http.post("/events", json=event)
+            delivered = response.status_code < 300
+            problem = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            delivered, problem = False, f"{type(exc).__name__}: {exc}"[:500]
+        async with self.sessionmaker.begin() as session:
+            if delivered:
+                # Whoever holds the claim now, the event reached the platform: it is delivered.
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == message.id, OutboxMessage.status == "PENDING")
+                    .values(
+                        status="DELIVERED",
+                        delivered_at=func.now(),
+                        claimed_by=None,
+                        claimed_until=None,
+                        last_error=None,
+                    )
+                )
+            else:
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == message.id, OutboxMessage.claimed_by == token)
+                    .values(
+                        next_attempt_at=func.now()
+                        + timedelta(seconds=self._backoff(message.attempts)),
+                        claimed_by=None,
+                        claimed_until=None,
+                        last_error=problem,
+                    )
+                )
+        if delivered:
+            metrics.OUTBOX_DELIVERED.labels(message.type).inc()
+            lag = time.time() - message.occurred_at.timestamp()
+            metrics.OUTBOX_DELIVERY_LAG.labels(message.type).observe(max(lag, 0.0))
+        else:
+            metrics.OUTBOX_FAILURES.labels(message.type).inc()
+            log.warning("outbox: event %s not delivered (%s)", message.event_id, problem)
+        return delivered
+
+    async def run_once(self) -> int:
+        token, claimed = await self.claim()
+        limit = asyncio.Semaphore(self.policy.concurrency)
+
+        async def one(message: Claimed) -> None:
+            async with limit:
+                await self.deliver(token, message)
+
+        await asyncio.gather(*(one(m) for m in claimed))
+        if time.monotonic() - self._backlog_read_at > 1.0:
+            metrics.OUTBOX_BACKLOG.set((await self.backlog())["pending"])
+            self._backlog_read_at = time.monotonic()
+        return len(claimed)
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()  # before the pass: a notify during it is not lost
+            try:
+                if await self.run_once() == self.policy.batch:
+                    continue  # more are waiting
+            except Exception:
+                log.exception("outbox relay pass failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self.policy.interval)
+
+    async def backlog(self) -> dict[str, Any]:
+        async with self.sessionmaker() as session:
+            counts = dict(
+                (
+                    await session.execute(
+                        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+                    )
+                ).all()
+            )
+            oldest = await session.scalar(
+                select(
+                    func.extract("epoch", func.now() - func.min(OutboxMessage.occurred_at))
+                ).where(OutboxMessage.status == "PENDING")
+            )
+        return {
+            "pending": counts.get("PENDING", 0),
+            "delivered": counts.get("DELIVERED", 0),
+            "oldest_pending_seconds": float(oldest) if oldest is not None else None,
+        }
+
+
+async def list_messages(
+    sessionmaker: async_sessionmaker[AsyncSession], status: str | None, limit: int
+) -> list[OutboxMessage]:
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(OutboxMessage.status == status)
+    async with sessionmaker() as session:
+        return list(await session.scalars(query))
