@@ -83,6 +83,7 @@ class Process:
     port: int
     env: dict[str, str]
     log_path: Path
+    command: tuple[str, ...] = ()  # e.g. ("relay",); by default it serves HTTP on `port`
     popen: subprocess.Popen | None = None
 
     @property
@@ -92,7 +93,7 @@ class Process:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", self.package, "--port", str(self.port)],
+            [sys.executable, "-m", self.package, *self.command, "--port", str(self.port)],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -130,7 +131,8 @@ class Process:
 
     def restart(self) -> None:
         self.start()
-        self.wait_healthy()
+        if not self.command:
+            self.wait_healthy()
 
 
 @dataclass

@@ -77,6 +77,28 @@ class Api:
         r = self.http.get(self.url("orchestrator", "/admin/stats"), headers=ADMIN_AUTH)
         return sum(r.json()["sagas_by_status"].values())
 
+    # -- the data platform and the outbox --------------------------------------------------
+
+    def platform_control(self, down=False, fail_rate=0.0, latency_ms=0) -> dict[str, Any]:
+        body = {"down": down, "fail_rate": fail_rate, "latency_ms": latency_ms}
+        r = self.http.post(self.url("data_platform", "/_control"), json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def platform_in_flight(self) -> int:
+        return self.http.get(self.url("data_platform", "/_control")).json()["in_flight"]
+
+    def platform_events(self, saga_ids: set[str]) -> list[dict[str, Any]]:
+        """The events the platform stored for these sagas, in the order it stored them."""
+        events = self.http.get(self.url("data_platform", "/events")).json()
+        return [e for e in events if e["payload"].get("saga_id") in saga_ids]
+
+    def outbox_rows(self, saga_ids: set[str]) -> list[dict[str, Any]]:
+        r = self.http.get(
+            self.url("orchestrator", "/admin/outbox"), params={"limit": 500}, headers=ADMIN_AUTH
+        )
+        return [row for row in r.json()["items"] if row["saga_id"] in saga_ids]
+
     # -- faults ----------------------------------------------------------------------------
 
     def fault(

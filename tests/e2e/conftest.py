@@ -17,6 +17,8 @@ def stack(databases, tmp_path_factory) -> Stack:
 def api(stack: Stack) -> Api:
     api = Api(stack)
     api.clear_faults()
+    api.platform_control()
     yield api
     api.clear_faults()
+    api.platform_control()
     api.close()

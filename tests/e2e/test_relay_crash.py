@@ -1,0 +1,57 @@
+"""The relay killed with SIGKILL while deliveries are in flight: restarted, it loses nothing, and
+the data platform absorbs the events it delivers twice."""
+
+import os
+
+import pytest
+
+from tests.conftest import TEST_PG_URL
+from tests.e2e.client import Api, wait_for
+from tools.stack import Process, Stack, database_env, free_port, reset_databases, start_stack
+
+
+@pytest.fixture(scope="module")
+def relay_stack(tmp_path_factory):
+    """A stack whose orchestrator does not relay: a separate relay process does."""
+    env = {
+        **database_env(f"{os.environ.get('TEST_DB_PREFIX', 'saga_test')}_relay", TEST_PG_URL),
+        **{f"{p}_FAULT_INJECTION": "true" for p in ("ORDERS", "USERS", "PAYMENTS")},
+    }
+    reset_databases(env)
+    log_dir = tmp_path_factory.mktemp("relay-logs")
+    stack = start_stack(log_dir, env, {"ORCHESTRATOR_RELAY_ENABLED": "false"})
+    orchestrator = stack.processes["orchestrator"]
+    relay = Process(
+        "orchestrator", free_port(), orchestrator.env, log_dir / "relay.log", command=("relay",)
+    )
+    stack.processes["relay"] = relay
+    relay.start()
+    yield stack
+    stack.stop()
+
+
+def test_a_relay_killed_mid_delivery_loses_nothing(relay_stack: Stack):
+    api = Api(relay_stack)
+    relay = relay_stack.processes["relay"]
+    user_id = api.create_user(100_000)
+    api.platform_control(latency_ms=1_000)  # deliveries stay in flight for a second
+
+    saga_ids = {api.pay(api.create_order(user_id, 100))["saga_id"] for _ in range(30)}
+    wait_for(lambda: api.platform_in_flight() > 0, 30, "deliveries in flight")
+    relay.kill()
+    relay.restart()
+    api.platform_control(latency_ms=0)
+
+    # The restarted relay takes over the dead one's claims once they expire, and delivers.
+    wait_for(
+        lambda: {r["status"] for r in api.outbox_rows(saga_ids)} == {"DELIVERED"},
+        60,
+        "the outbox to record every delivery",
+    )
+    events = api.platform_events(saga_ids)
+    assert len({e["event_id"] for e in events}) == len(events) == 30
+    assert {e["payload"]["saga_id"] for e in events} == saga_ids
+    # The deliveries in flight when the relay died were stored, then delivered again by the
+    # restarted relay: absorbed by the platform, stored once.
+    assert sum(e["deliveries"] for e in events) > 30
+    api.close()
