@@ -32,10 +32,13 @@ test: install ## Run the whole test suite (on the local PostgreSQL, or an embedd
 chaos: install ## Chaos run: 300 sagas under faults and SIGKILLs, then check every invariant
 	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
 
+bench: install ## Benchmarks, as ratios to baselines measured in the same run (writes docs/benchmarks.md)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
+
 lint: install ## Check style (ruff)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean: ## Remove the virtualenv, caches and the embedded database's data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info
 
-.PHONY: help install run-all migrate test chaos lint clean
+.PHONY: help install run-all migrate test chaos bench lint clean

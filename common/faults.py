@@ -4,8 +4,8 @@ Mounted only when the process's settings enable it (never allowed in production)
 to the next `times` calls of its point (or every call when `times` is null):
 - `error`: answer 503 before doing anything (a transient fault; the caller retries);
 - `refuse`: answer 409 `injected_failure` as the operation's own business refusal: decided
-  after its Idempotency-Key is claimed and stored under it, so a retry of an action that already
-  applied still replays its success, as a real refusal would;
+  after its Idempotency-Key is claimed (and, like any refusal, not stored), so a retry of an
+  action that already applied still replays its success, as with a real refusal;
 - `delay`: wait `delay_ms`, then carry on (past the caller's timeout: an unknown outcome);
 - `lose_response`: do the operation (it commits), then answer 503 as if the answer was lost.
 """

@@ -3,7 +3,7 @@ import socket
 import uuid
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
@@ -51,6 +51,17 @@ class Settings(ServiceSettings):
     recovery_interval: float = Field(2.0, gt=0)
     recovery_batch: int = Field(100, ge=1)
     max_wait_seconds: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _calls_fit_in_a_lease(self) -> "Settings":
+        # A run renews its lease at every write; one call plus one backoff must fit in a lease,
+        # or another run takes the saga over mid-call and the retry budget starts again.
+        if self.step_timeout + self.backoff_max >= self.lease_seconds:
+            raise ValueError(
+                "ORCHESTRATOR_LEASE_SECONDS must exceed ORCHESTRATOR_STEP_TIMEOUT + "
+                "ORCHESTRATOR_BACKOFF_MAX"
+            )
+        return self
 
     def resolved_instance_id(self) -> str:
         if self.instance_id:

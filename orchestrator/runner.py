@@ -63,6 +63,15 @@ class SagaRunner:
         on_outcome: Callable[[], None] | None = None,
     ):
         self.definitions = definitions
+        for definition in definitions.values():
+            for step in definition.steps:
+                # One call plus one backoff must fit in a lease (see Settings).
+                call = (step.timeout or step_timeout) + (step.retry or action_policy).max_backoff
+                if call >= store.lease.total_seconds():
+                    raise ValueError(
+                        f"{definition.name} v{definition.version} step {step.name}: its "
+                        f"timeout and backoff ({call}s) must fit in the saga lease"
+                    )
         self.on_outcome = on_outcome  # a saga became final (its outbox event is written)
         self.store = store
         self.clients = clients

@@ -31,6 +31,10 @@ class SagaNotRetryable(DomainError):
     code = "saga_not_retryable"
 
 
+class PaymentInProgress(DomainError):
+    code = "payment_in_progress"
+
+
 class DependencyUnavailable(DomainError):
     status_code = 503
     code = "dependency_unavailable"
@@ -82,6 +86,12 @@ async def start_saga(
                 return _same_request(same_key, identity, client_key)
         live = await store.find_live_by_lock_key(lock_key)
         if live is not None:
+            if client_key is not None:
+                # Another request's saga holds this object. Answering with it would leave this
+                # key unrecorded, and a later retry with it could get another saga or a 409.
+                raise PaymentInProgress(
+                    f"saga {live.id} is already paying for this; retry with its key, or wait"
+                )
             return live
         # The saga we collided with was compensated in between: the object is free again.
     raise DomainError("the saga could not be recorded, please retry", code="start_contention")
@@ -123,7 +133,9 @@ async def start_payment(
     saga = await start_saga(
         runner, definition, payload, client_key, f"order:{order_id}", identity=identity
     )
-    if saga.status is SagaStatus.COMPLETED and saga.client_key != client_key:
+    if saga.status is SagaStatus.COMPLETED and (
+        client_key is None or saga.client_key != client_key
+    ):
         raise OrderNotPayable(f"order {order_id} is already paid")
     return saga
 

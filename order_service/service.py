@@ -135,7 +135,10 @@ def release_payment(session: Session, order_id: int, start_key: str, key: str) -
     def apply() -> tuple[int, dict[str, Any]]:
         start = idempotency.reverse_once(session, start_key, key)
         if start is None:
-            return 200, {"order": to_json(get_order(session, order_id)), "released": False}
+            # Nothing to undo: this must succeed whatever else is true, or the tombstone just
+            # placed would be rolled back with the refusal.
+            order = session.get(Order, order_id)
+            return 200, {"order": to_json(_view(order)) if order else None, "released": False}
         order = _compare_and_set(
             session,
             order_id,

@@ -150,13 +150,19 @@ class Stack:
 
 
 def orchestrator_process(
-    stack: Stack, log_dir: Path, name: str, env: dict[str, str] | None = None
+    stack: Stack,
+    log_dir: Path,
+    name: str,
+    env: dict[str, str] | None = None,
+    defaults: bool = False,
 ) -> Process:
-    """An orchestrator that finds the stack's domain services (or their proxies)."""
+    """An orchestrator that finds the stack's domain services (or their proxies); with the test
+    timeouts and budgets unless `defaults`."""
     service_urls = {f"{n.upper()}_SERVICE_URL": stack.url(n) for n in DOMAIN_SERVICES}
     service_urls["DATA_PLATFORM_URL"] = stack.url("data_platform")
     service_urls.update(stack.service_urls)
-    full_env = {**os.environ, **ORCHESTRATOR_TEST_ENV, **service_urls, **(env or {})}
+    tuning = {} if defaults else ORCHESTRATOR_TEST_ENV
+    full_env = {**os.environ, **tuning, **service_urls, **(env or {})}
     return Process("orchestrator", free_port(), full_env, log_dir / f"{name}.log")
 
 
@@ -164,13 +170,18 @@ def start_stack(
     log_dir: Path,
     extra_env: dict[str, str] | None = None,
     orchestrator_env: dict[str, str] | None = None,
+    orchestrator_defaults: bool = False,
 ) -> Stack:
     stack = Stack()
     base_env = {**os.environ, **(extra_env or {})}
     for name, package in PEERS.items():
         stack.processes[name] = Process(package, free_port(), base_env, log_dir / f"{package}.log")
     stack.processes["orchestrator"] = orchestrator_process(
-        stack, log_dir, "orchestrator", {**(extra_env or {}), **(orchestrator_env or {})}
+        stack,
+        log_dir,
+        "orchestrator",
+        {**(extra_env or {}), **(orchestrator_env or {})},
+        defaults=orchestrator_defaults,
     )
     try:
         for process in stack.processes.values():

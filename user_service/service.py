@@ -107,8 +107,10 @@ def charge_balance(session: Session, user_id: int, amount: int, key: str | None)
         with session.begin():
             status, body = apply()
         return StoredResponse(status, body, Outcome.APPLIED)
+    # A client's key lives in its own namespace: it can never take (or squat) one of the keys
+    # the orchestrator derives for its steps.
     return idempotency.execute(
-        session, key, "charge", {"user_id": user_id, "amount": amount}, apply
+        session, f"client:{key}", "charge", {"user_id": user_id, "amount": amount}, apply
     )
 
 
@@ -122,7 +124,10 @@ def charge_back(
     def apply() -> tuple[int, dict[str, Any]]:
         deduction = idempotency.reverse_once(session, deduction_key, key)
         if deduction is None:
-            balance = get_user(session, user_id).balance
+            # Nothing to undo. This must succeed whatever else is true (even for a user that
+            # does not exist): a refusal would roll back the tombstone just placed.
+            user = session.get(User, user_id)
+            balance = user.balance if user is not None else None
             return 200, {"user_id": user_id, "amount": 0, "balance": balance, "reversed": False}
         deducted = deduction.body["amount"]
         if deduction.body["user_id"] != user_id or deducted != amount:

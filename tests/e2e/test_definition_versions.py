@@ -19,8 +19,8 @@ V2 = SagaDefinition("payment", 2, (V1.steps[0], V1.steps[2], V1.steps[1], V1.ste
 async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
     async with (
         saga_store(lease_seconds=1) as store,
-        runner(store, stack, "old-deploy", {V1.key: V1}, step_timeout=5) as old,
-        runner(store, stack, "new-deploy", {V1.key: V1, V2.key: V2}, step_timeout=5) as new,
+        runner(store, stack, "old-deploy", {V1.key: V1}, step_timeout=0.5) as old,
+        runner(store, stack, "new-deploy", {V1.key: V1, V2.key: V2}, step_timeout=0.5) as new,
     ):
         # The old deployment starts a saga on v1 and dies while its deduction is in flight.
         api.fault("user", "deduct", "delay", delay_ms=1_500)

@@ -143,3 +143,19 @@ def test_admin_lists_sagas_newest_first_a_page_at_a_time(api: Api):
         api.url("orchestrator", "/admin/sagas"), params={"cursor": "???"}, headers=ADMIN_AUTH
     )
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_cursor")
+
+
+def test_a_keyed_start_for_an_order_another_request_is_paying_is_refused(api: Api):
+    """Its key would otherwise name no saga, or a different one later."""
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 7_000)
+    api.fault("user", "deduct", "delay", delay_ms=700)  # keep the first saga running a while
+    first = api.start_payment(order_id)
+
+    keyed = api.start_payment(order_id, key=f"late-{order_id}")
+
+    assert first.status_code == 202
+    assert (keyed.status_code, keyed.json()["error"]["code"]) == (409, "payment_in_progress")
+    assert first.json()["saga_id"] in keyed.json()["error"]["message"]
+    assert api.start_payment(order_id, wait=30).json()["status"] == "COMPLETED"
+    assert [delta for delta, _, _ in ledger(user_id)] == [10_000, -7_000]

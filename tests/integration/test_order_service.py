@@ -531,3 +531,13 @@ def test_serves_request_latency_metrics(client: TestClient) -> None:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert 'route="/orders/{order_id}"' in response.text
+
+
+def test_a_release_of_a_start_that_never_ran_succeeds_even_for_an_unknown_order(
+    client: TestClient,
+) -> None:
+    start_key = new_key()
+    released = release(client, UNKNOWN_ORDER, start_key, new_key())
+    assert released.status_code == 200
+    assert released.json() == {"order": None, "released": False}
+    assert_error(start(client, UNKNOWN_ORDER, start_key), 409, "action_compensated")

@@ -675,3 +675,36 @@ def test_serves_request_latency_metrics(client: TestClient) -> None:
     assert response.headers["content-type"].startswith("text/plain")
     assert 'route="/users/{user_id}"' in response.text
     assert "http_request_duration_seconds_count" in response.text
+
+
+def test_a_client_top_up_key_cannot_take_a_key_the_saga_uses(client: TestClient) -> None:
+    """Top-up keys live in their own namespace: a client choosing a saga's step key (they are
+    visible in GET /payments/{id}) cannot make that step's call fail."""
+    user = create_user(client, 1_000)
+    deduction_key, compensation_key = "saga-x:deduct_balance:action", "saga-x:deduct_balance:c"
+    deduct(client, user["id"], 300, deduction_key)
+    squat = client.post(
+        f"/users/{user['id']}/charge",
+        json={"amount": 1},
+        headers={"Idempotency-Key": compensation_key},
+    )
+    assert squat.status_code == 200
+
+    back = charge_back(client, user["id"], 300, deduction_key, compensation_key)
+
+    assert back.status_code == 200, back.text
+    assert back.json()["reversed"] is True
+    assert balance_of(client, user["id"]) == 1_001
+
+
+def test_a_charge_back_of_a_deduction_that_never_ran_succeeds_even_for_an_unknown_user(
+    client: TestClient,
+) -> None:
+    """A compensation with nothing to undo must never be refused: its refusal would roll back
+    the tombstone it places, and the saga could never finish."""
+    key = new_key()
+    back = charge_back(client, UNKNOWN_USER, 300, key, new_key())
+    assert back.status_code == 200
+    assert back.json() == {"user_id": UNKNOWN_USER, "amount": 0, "balance": None, "reversed": False}
+    late = deduct(client, UNKNOWN_USER, 300, key)
+    assert_error(late, 409, "action_compensated")  # the tombstone stood
