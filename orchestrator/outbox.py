@@ -5,6 +5,10 @@ marked DELIVERED; a relay that dies mid-delivery leaves its claim to expire and 
 delivered again, and the data platform deduplicates by event id. Failures are retried with
 exponential backoff and jitter, scheduled in the row itself.
 
+A circuit breaker keeps a dead platform from costing anything: after a pass in which every
+delivery failed, the relay backs off as a whole (exponentially, ignoring wake-ups) and sends one
+event per pass as a probe, until one gets through.
+
 Order per aggregate: only the oldest pending event of each aggregate can be claimed, so several
 relays (`FOR UPDATE SKIP LOCKED` lets them share the table) never deliver one order's events out
 of order. A claim is a lease in the row (`claimed_by`, `claimed_until`), not a lock held across
@@ -87,18 +91,16 @@ class OutboxRelay:
         self.policy = policy
         self._wakeup = asyncio.Event()
         self._backlog_read_at = 0.0
+        self.failing_passes = 0  # passes in a row in which every delivery failed
 
     def notify(self) -> None:
         """A saga just wrote an event: deliver it now rather than at the next poll."""
         self._wakeup.set()
 
-    async def claim(self) -> tuple[str, list[Claimed]]:
+    async def claim(self, limit: int) -> tuple[str, list[Claimed]]:
         token = f"{self.owner}.{uuid.uuid4().hex[:12]}"
         candidates = (
-            _claimable()
-            .order_by(OutboxMessage.id)
-            .limit(self.policy.batch)
-            .with_for_update(skip_locked=True)
+            _claimable().order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
         )
         async with self.sessionmaker.begin() as session:
             ids = list(await session.scalars(candidates))
@@ -176,14 +178,17 @@ class OutboxRelay:
         return delivered
 
     async def run_once(self) -> int:
-        token, claimed = await self.claim()
+        # While the platform keeps failing, one event per pass probes it.
+        token, claimed = await self.claim(1 if self.failing_passes else self.policy.batch)
         limit = asyncio.Semaphore(self.policy.concurrency)
 
-        async def one(message: Claimed) -> None:
+        async def one(message: Claimed) -> bool:
             async with limit:
-                await self.deliver(token, message)
+                return await self.deliver(token, message)
 
-        await asyncio.gather(*(one(m) for m in claimed))
+        delivered = await asyncio.gather(*(one(m) for m in claimed))
+        if claimed:
+            self.failing_passes = 0 if any(delivered) else self.failing_passes + 1
         if time.monotonic() - self._backlog_read_at > 1.0:
             metrics.OUTBOX_BACKLOG.set((await self.backlog())["pending"])
             self._backlog_read_at = time.monotonic()
@@ -197,6 +202,10 @@ class OutboxRelay:
                     continue  # more are waiting
             except Exception:
                 log.exception("outbox relay pass failed; trying again")
+            if self.failing_passes:
+                # The platform is failing: back off as a whole, whatever wakes us.
+                await asyncio.sleep(self._backoff(self.failing_passes))
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self.policy.interval)
 
