@@ -70,5 +70,5 @@ def run_alembic_env(target_metadata) -> None:
     engine.dispose()
 
 
-def create_service_engine(url: URL, pool_size: int) -> Engine:
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+def create_service_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
+    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)

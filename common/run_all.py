@@ -26,6 +26,7 @@ PROCESSES = [
     ("order_service", 8001),
     ("user_service", 8002),
     ("payment_service", 8003),
+    ("concert_service", 8004),
     ("data_platform", 8009),
     ("orchestrator", 8000),
 ]
@@ -34,6 +35,7 @@ SERVICE_URL_VARIABLES = {
     "order_service": "ORDER_SERVICE_URL",
     "user_service": "USER_SERVICE_URL",
     "payment_service": "PAYMENT_SERVICE_URL",
+    "concert_service": "CONCERT_SERVICE_URL",
     "data_platform": "DATA_PLATFORM_URL",
 }
 

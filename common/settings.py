@@ -26,7 +26,9 @@ class ServiceSettings(BaseSettings):
     service_token: str = Field(DEV_SERVICE_TOKEN, validation_alias="SERVICE_TOKEN")
     # Lets tests and demos make this process fail on purpose (POST /_faults). Never in production.
     fault_injection: bool = False
-    db_pool_size: int = 10
+    # Connections per process: PostgreSQL allows 100 by default, shared by every process.
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
     port: int | None = None  # set by `python -m <package> --port N`
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 

@@ -49,7 +49,9 @@ def create_service_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = create_service_engine(settings.sqlalchemy_url, settings.db_pool_size)
+        engine = create_service_engine(
+            settings.sqlalchemy_url, settings.db_pool_size, settings.db_max_overflow
+        )
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
         yield
         engine.dispose()

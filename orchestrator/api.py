@@ -22,6 +22,7 @@ from orchestrator.schemas import (
     SagaStarted,
     SagaSummary,
     StartPayment,
+    StartReservation,
     StepAttemptOut,
 )
 from orchestrator.store import SagaState
@@ -107,6 +108,26 @@ async def start_payment(
 @router.get("/payments/{saga_id}")
 async def get_payment(saga_id: str, runner: RunnerDep) -> SagaOut:
     return await detail(runner, await service.get_saga(runner, saga_id, "payment"))
+
+
+@router.post("/reservations", status_code=202, response_model=SagaStarted)
+async def start_reservation(
+    body: StartReservation,
+    request: Request,
+    runner: RunnerDep,
+    key: OptionalIdempotencyKey = None,
+    wait: WaitSeconds = None,
+) -> JSONResponse:
+    settings = request.app.state.settings
+    state = await service.start_reservation(
+        runner, runner.clients["concert"], body.model_dump(), key, settings.step_timeout
+    )
+    return await _answer(runner, state, wait, settings.max_wait_seconds)
+
+
+@router.get("/reservations/{saga_id}")
+async def get_reservation(saga_id: str, runner: RunnerDep) -> SagaOut:
+    return await detail(runner, await service.get_saga(runner, saga_id, "reservation"))
 
 
 def _encode_cursor(state: SagaState) -> str:

@@ -27,7 +27,7 @@ def _engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size * 2,
+        max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
     )
 

@@ -20,6 +20,9 @@ class Settings(ServiceSettings):
     payment_service_url: str = Field(
         "http://127.0.0.1:8003", validation_alias="PAYMENT_SERVICE_URL"
     )
+    concert_service_url: str = Field(
+        "http://127.0.0.1:8004", validation_alias="CONCERT_SERVICE_URL"
+    )
     data_platform_url: str = Field("http://127.0.0.1:8009", validation_alias="DATA_PLATFORM_URL")
 
     # The outbox relay: runs inside this process unless disabled (then: python -m orchestrator
@@ -97,6 +100,7 @@ class Settings(ServiceSettings):
             "order": self.order_service_url,
             "user": self.user_service_url,
             "payment": self.payment_service_url,
+            "concert": self.concert_service_url,
         }
 
 

@@ -10,6 +10,12 @@ class StartPayment(BaseModel):
     order_id: Id
 
 
+class StartReservation(BaseModel):
+    concert_id: Id
+    seat_id: Id
+    user_id: Id
+
+
 class SagaStarted(BaseModel):
     saga_id: str
     status: str
@@ -36,6 +42,9 @@ class SagaSummary(BaseModel):
     status: str
     definition_version: int
     order_id: int | None = None
+    concert_id: int | None = None
+    seat_id: int | None = None
+    user_id: int | None = None
     error: dict[str, Any] | None
     attention: dict[str, Any] | None
     created_at: datetime

@@ -35,6 +35,18 @@ class PaymentInProgress(DomainError):
     code = "payment_in_progress"
 
 
+class SeatNotFound(NotFound):
+    code = "seat_not_found"
+
+
+class ConcertNotFound(NotFound):
+    code = "concert_not_found"
+
+
+class SeatTaken(DomainError):
+    code = "seat_taken"
+
+
 class DependencyUnavailable(DomainError):
     status_code = 503
     code = "dependency_unavailable"
@@ -137,6 +149,48 @@ async def start_payment(
         client_key is None or saga.client_key != client_key
     ):
         raise OrderNotPayable(f"order {order_id} is already paid")
+    return saga
+
+
+async def start_reservation(
+    runner: SagaRunner,
+    concert_client: ServiceClient,
+    request: dict[str, int],
+    client_key: str | None,
+    timeout: float,
+) -> SagaState:
+    """Reserve a seat for a user. Each user's attempt at a seat is its own saga (two users racing
+    for one seat are two sagas, and one of them wins the hold)."""
+    definition = CURRENT["reservation"]
+    concert_id, seat_id, user_id = request["concert_id"], request["seat_id"], request["user_id"]
+    if client_key is not None:
+        existing = await runner.store.find_by_client_key(definition.name, client_key)
+        if existing is not None:
+            return _same_request(existing, request, client_key)
+    try:
+        concert = await _read(concert_client, f"/concerts/{concert_id}", timeout)
+    except BusinessRefusal as refusal:
+        if refusal.status_code == 404:
+            raise ConcertNotFound(f"concert {concert_id} does not exist") from refusal
+        raise
+    seat = next((s for s in concert["seats"] if s["id"] == seat_id), None)
+    if seat is None:
+        raise SeatNotFound(f"concert {concert_id} has no seat {seat_id}")
+    if seat["status"] == "RESERVED":
+        raise SeatTaken(f"seat {seat_id} is already reserved")
+    payload = {**request, "price": concert["price"]}
+    saga = await start_saga(
+        runner,
+        definition,
+        payload,
+        client_key,
+        f"seat:{seat_id}:user:{user_id}",
+        identity=request,
+    )
+    if saga.status is SagaStatus.COMPLETED and (
+        client_key is None or saga.client_key != client_key
+    ):
+        raise SeatTaken(f"user {user_id} already reserved seat {seat_id}")
     return saga
 
 

@@ -17,15 +17,20 @@ steps = APIRouter(tags=["saga steps"], dependencies=[Depends(require_service_tok
 
 @router.get("/payments")
 def list_payments(
-    session: SessionDep, order_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None
+    session: SessionDep,
+    order_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+    reservation_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> list[PaymentOut]:
-    return [PaymentOut(**service.to_json(p)) for p in service.list_payments(session, order_id)]
+    payments = service.list_payments(session, order_id, reservation_id)
+    return [PaymentOut(**service.to_json(p)) for p in payments]
 
 
 @steps.post("/payments", status_code=201, dependencies=[Depends(fault_point("approve_payment"))])
 def approve_payment(body: ApprovePayment, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
     return stored_response(
-        service.approve_payment(session, body.order_id, body.user_id, body.amount, key)
+        service.approve_payment(
+            session, body.order_id, body.user_id, body.amount, key, body.reservation_id
+        )
     )
 
 

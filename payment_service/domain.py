@@ -14,7 +14,8 @@ class PaymentStatus(StrEnum):
 @dataclass(frozen=True)
 class PaymentView:
     id: int
-    order_id: int
+    order_id: int | None
+    reservation_id: int | None
     user_id: int
     amount: int
     status: PaymentStatus
@@ -23,5 +24,5 @@ class PaymentView:
 class PaymentAlreadyApproved(DomainError):
     code = "payment_already_approved"
 
-    def __init__(self, order_id: int):
-        super().__init__(f"order {order_id} already has an approved payment")
+    def __init__(self, what: str):
+        super().__init__(f"{what} already has an approved payment")

@@ -15,17 +15,25 @@ class Payment(Base):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("status IN ('APPROVED', 'CANCELLED')", name="status_known"),
-        # An order is paid at most once, whatever the callers do.
+        # An order, or a reservation, is paid at most once, whatever the callers do.
         Index(
             "uq_payments_one_approved_per_order",
             "order_id",
             unique=True,
             postgresql_where=text("status = 'APPROVED'"),
         ),
+        Index(
+            "uq_payments_one_approved_per_reservation",
+            "reservation_id",
+            unique=True,
+            postgresql_where=text("status = 'APPROVED'"),
+        ),
+        CheckConstraint("(order_id IS NULL) <> (reservation_id IS NULL)", name="pays_one_thing"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    order_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    order_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    reservation_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     user_id: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))

@@ -18,6 +18,7 @@ def _view(payment: Payment) -> PaymentView:
     return PaymentView(
         id=payment.id,
         order_id=payment.order_id,
+        reservation_id=payment.reservation_id,
         user_id=payment.user_id,
         amount=payment.amount,
         status=PaymentStatus(payment.status),
@@ -28,21 +29,32 @@ def to_json(view: PaymentView) -> dict[str, Any]:
     return asdict(view)
 
 
-def list_payments(session: Session, order_id: int | None) -> list[PaymentView]:
+def list_payments(
+    session: Session, order_id: int | None, reservation_id: int | None = None
+) -> list[PaymentView]:
     query = select(Payment).order_by(Payment.id)
     if order_id is not None:
         query = query.where(Payment.order_id == order_id)
+    if reservation_id is not None:
+        query = query.where(Payment.reservation_id == reservation_id)
     return [_view(p) for p in session.scalars(query)]
 
 
 def approve_payment(
-    session: Session, order_id: int, user_id: int, amount: int, key: str
+    session: Session,
+    order_id: int | None,
+    user_id: int,
+    amount: int,
+    key: str,
+    reservation_id: int | None = None,
 ) -> StoredResponse:
-    """Saga action: record an approved payment of `amount` for the order."""
+    """Saga action: record an approved payment of `amount` for the order (or reservation)."""
+    what = f"order {order_id}" if order_id is not None else f"reservation {reservation_id}"
 
     def apply() -> tuple[int, dict[str, Any]]:
         payment = Payment(
             order_id=order_id,
+            reservation_id=reservation_id,
             user_id=user_id,
             amount=amount,
             status=PaymentStatus.APPROVED,
@@ -52,14 +64,19 @@ def approve_payment(
         try:
             session.flush()
         except IntegrityError as exc:
-            raise PaymentAlreadyApproved(order_id) from exc
+            raise PaymentAlreadyApproved(what) from exc
         return 201, to_json(_view(payment))
 
     return idempotency.execute(
         session,
         key,
         "approve_payment",
-        {"order_id": order_id, "user_id": user_id, "amount": amount},
+        {
+            "order_id": order_id,
+            "reservation_id": reservation_id,
+            "user_id": user_id,
+            "amount": amount,
+        },
         apply,
     )
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tools.stack import database_env, postgres_url, reset_databases
+from tools.stack import FAULT_INJECTION_ENV, database_env, postgres_url, reset_databases
 
 TEST_PG_URL = os.environ.get("TEST_PG_URL") or postgres_url()
 # Two runs side by side need their own databases: TEST_DB_PREFIX=saga_mine pytest ...
@@ -18,8 +18,7 @@ PREFIX = os.environ.get("TEST_DB_PREFIX", "saga_test")
 
 os.environ["APP_ENV"] = "test"
 os.environ.update(database_env(PREFIX, TEST_PG_URL))
-for service in ("ORDERS", "USERS", "PAYMENTS"):
-    os.environ[f"{service}_FAULT_INJECTION"] = "true"
+os.environ.update(FAULT_INJECTION_ENV)
 
 
 def database_url(prefix: str) -> str:

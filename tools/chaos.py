@@ -30,6 +30,7 @@ from tools.invariants import Databases, Report, check
 from tools.proxy import FlakyProxy
 from tools.stack import (
     DOMAIN_SERVICES,
+    FAULT_INJECTION_ENV,
     Process,
     Stack,
     database_env,
@@ -97,7 +98,7 @@ class ChaosRun:
         self.env = {
             **database_env(config.db_prefix, postgres_url()),
             "APP_ENV": "test",
-            **{f"{p}_FAULT_INJECTION": "true" for p in ("ORDERS", "USERS", "PAYMENTS")},
+            **FAULT_INJECTION_ENV,
         }
         self.stack = Stack()
         self.proxies: dict[str, FlakyProxy] = {}
@@ -284,6 +285,7 @@ class ChaosRun:
             users=self.env["USERS_DATABASE_URL"],
             payments=self.env["PAYMENTS_DATABASE_URL"],
             orchestrator=self.env["ORCHESTRATOR_DATABASE_URL"],
+            concerts=self.env["CONCERTS_DATABASE_URL"],
         )
 
 

@@ -1,11 +1,14 @@
 """The invariants of the payment saga, checked from the databases themselves, as an auditor would.
 
-For a set of sagas (and the users whose money they moved):
+For a set of payment and reservation sagas (and the users whose money they moved):
 - every saga is final: COMPLETED or COMPENSATED;
 - money is conserved: opening balances = current balances + APPROVED payments;
 - COMPLETED <=> the order is PAID <=> exactly one APPROVED payment of the order's amount <=>
   exactly one net deduction of that amount under the saga's keys;
 - COMPENSATED <=> the order is not PAID, no APPROVED payment, net deduction zero;
+- for a reservation: COMPLETED <=> the reservation is CONFIRMED <=> exactly one APPROVED payment
+  of its price <=> one net deduction of it; COMPENSATED <=> its seat is neither held nor reserved
+  by it, no APPROVED payment, net deduction zero; no seat is reserved twice;
 - no balance was ever negative (every balance the ledger recorded), and the ledger adds up to
   the balance;
 - no idempotency key was applied twice.
@@ -23,6 +26,7 @@ class Databases:
     users: str
     payments: str
     orchestrator: str
+    concerts: str | None = None
 
 
 @dataclass
@@ -46,16 +50,19 @@ def check(dbs: Databases, saga_ids: list[str], user_ids: list[int]) -> Report:
     report = Report(sagas=len(saga_ids))
     bad = report.violations.append
 
-    sagas = {
-        str(saga_id): (status, payload["order_id"])
-        for saga_id, status, payload in _rows(
-            dbs.orchestrator,
-            "SELECT id, status, payload FROM sagas WHERE id = ANY(%s::uuid[])",
-            (saga_ids,),
-        )
+    recorded = _rows(
+        dbs.orchestrator,
+        "SELECT id, type, status, payload, results FROM sagas WHERE id = ANY(%s::uuid[])",
+        (saga_ids,),
+    )
+    sagas = {str(i): (status, p["order_id"]) for i, t, status, p, _ in recorded if t == "payment"}
+    reservation_sagas = {
+        str(i): (status, (results.get("hold_seat") or {}).get("reservation_id"))
+        for i, t, status, _, results in recorded
+        if t == "reservation"
     }
     for saga_id in saga_ids:
-        if saga_id not in sagas:
+        if saga_id not in sagas and saga_id not in reservation_sagas:
             bad(f"saga {saga_id} was never recorded")
     order_ids = sorted({order_id for _, order_id in sagas.values()})
     orders = {
@@ -113,6 +120,9 @@ def check(dbs: Databases, saga_ids: list[str], user_ids: list[int]) -> Report:
         if status != "PAID" and approved.get(order_id):
             bad(f"order {order_id} is {status} but has approved payments {approved[order_id]}")
 
+    if reservation_sagas:
+        _check_reservations(dbs, reservation_sagas, net_by_saga, report)
+
     keys = Counter(key for _, _, _, _, key in ledger if key)
     for key, count in keys.items():
         if count > 1:
@@ -144,3 +154,56 @@ def check(dbs: Databases, saga_ids: list[str], user_ids: list[int]) -> Report:
     if opening != report.money["balances"] + report.money["approved"]:
         bad(f"money not conserved: {report.money}")
     return report
+
+
+def _check_reservations(
+    dbs: Databases,
+    sagas: dict[str, tuple[str, int | None]],
+    net_by_saga: dict[str, int],
+    report: Report,
+) -> None:
+    bad = report.violations.append
+    assert dbs.concerts is not None, "reservation sagas need the concerts database"
+    reservation_ids = [r for _, r in sagas.values() if r is not None]
+    reservations = {
+        rid: (status, seat_id, price)
+        for rid, status, seat_id, price in _rows(
+            dbs.concerts,
+            "SELECT id, status, seat_id, price FROM reservations WHERE id = ANY(%s)",
+            (reservation_ids,),
+        )
+    }
+    approved: dict[int, list[int]] = defaultdict(list)
+    for reservation_id, amount in _rows(
+        dbs.payments,
+        "SELECT reservation_id, amount FROM payments WHERE status = 'APPROVED'"
+        " AND reservation_id = ANY(%s)",
+        (reservation_ids,),
+    ):
+        approved[reservation_id].append(amount)
+    confirmed_seats: Counter = Counter()
+    for saga_id, (status, reservation_id) in sagas.items():
+        report.by_status[status] += 1
+        r_status, seat_id, price = reservations.get(reservation_id, (None, None, None))
+        payments = approved.get(reservation_id, []) if reservation_id else []
+        net = net_by_saga.get(saga_id, 0)
+        if status == "COMPLETED":
+            confirmed_seats[seat_id] += 1
+            if r_status != "CONFIRMED":
+                bad(f"reservation saga {saga_id} COMPLETED but its reservation is {r_status}")
+            if payments != [price]:
+                bad(f"reservation saga {saga_id} COMPLETED but approved {payments}")
+            if price is None or net != -price:
+                bad(f"reservation saga {saga_id} COMPLETED but net deduction {net}")
+        elif status == "COMPENSATED":
+            if r_status in ("HELD", "CONFIRMED"):
+                bad(f"reservation saga {saga_id} COMPENSATED but its reservation is {r_status}")
+            if payments:
+                bad(f"reservation saga {saga_id} COMPENSATED but approved {payments}")
+            if net != 0:
+                bad(f"reservation saga {saga_id} COMPENSATED but net deduction {net}")
+        else:
+            bad(f"saga {saga_id} is {status}, not final")
+    for seat_id, count in confirmed_seats.items():
+        if count > 1:
+            bad(f"seat {seat_id} is reserved by {count} sagas")

@@ -16,13 +16,22 @@ from common.embedded_pg import local_server_answers, start_embedded
 from common.settings import DEFAULT_PG_URL
 
 ROOT = Path(__file__).resolve().parent.parent
-DOMAIN_SERVICES = {"order": "order_service", "user": "user_service", "payment": "payment_service"}
+DOMAIN_SERVICES = {
+    "order": "order_service",
+    "user": "user_service",
+    "payment": "payment_service",
+    "concert": "concert_service",
+}
+# The env prefixes of the services a test or the chaos run may inject faults into.
+FAULTY = ("ORDERS", "USERS", "PAYMENTS", "CONCERTS")
+FAULT_INJECTION_ENV = {f"{prefix}_FAULT_INJECTION": "true" for prefix in FAULTY}
 PEERS = {**DOMAIN_SERVICES, "data_platform": "data_platform"}  # what the orchestrator calls
 # (env prefix, migration history, database name suffix) of every database
 DATABASES = [
     ("ORDERS", "order_service", "orders"),
     ("USERS", "user_service", "users"),
     ("PAYMENTS", "payment_service", "payments"),
+    ("CONCERTS", "concert_service", "concerts"),
     ("ORCHESTRATOR", "orchestrator", "orchestrator"),
     ("DATA_PLATFORM", "data_platform", "data_platform"),
 ]

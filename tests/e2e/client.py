@@ -77,6 +77,55 @@ class Api:
         r = self.http.get(self.url("orchestrator", "/admin/stats"), headers=ADMIN_AUTH)
         return sum(r.json()["sagas_by_status"].values())
 
+    # -- concerts ----------------------------------------------------------------------------
+
+    def create_concert(self, seats: int, price: int) -> tuple[int, list[int]]:
+        body = {"title": "concert", "seats": seats, "price": price}
+        r = self.http.post(self.url("concert", "/concerts"), json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["id"], [seat["id"] for seat in r.json()["seats"]]
+
+    def seat_statuses(self, concert_id: int) -> dict[int, str]:
+        seats = self.http.get(self.url("concert", f"/concerts/{concert_id}/seats")).json()
+        return {seat["id"]: seat["status"] for seat in seats}
+
+    def start_reservation(
+        self,
+        concert_id: int,
+        seat_id: int,
+        user_id: int,
+        key: str | None = None,
+        wait: float | None = None,
+    ) -> httpx.Response:
+        return self.http.post(
+            self.url("orchestrator", "/reservations"),
+            json={"concert_id": concert_id, "seat_id": seat_id, "user_id": user_id},
+            headers={"Idempotency-Key": key} if key else {},
+            params={"wait": wait} if wait else {},
+        )
+
+    def reserve(self, concert_id: int, seat_id: int, user_id: int) -> dict[str, Any]:
+        r = self.start_reservation(concert_id, seat_id, user_id, wait=60)
+        assert r.status_code == 200, r.text
+        saga = self.http.get(self.url("orchestrator", f"/reservations/{r.json()['saga_id']}"))
+        return saga.json()
+
+    def reservation_payments(self, saga: dict[str, Any]) -> list[dict[str, Any]]:
+        hold = next(
+            (
+                s["response"]
+                for s in saga["steps"]
+                if s["step"] == "hold_seat" and s["status"] == "SUCCEEDED"
+            ),
+            None,
+        )
+        if hold is None:
+            return []
+        r = self.http.get(
+            self.url("payment", "/payments"), params={"reservation_id": hold["reservation_id"]}
+        )
+        return [p for p in r.json() if p["status"] == "APPROVED"]
+
     # -- the data platform and the outbox --------------------------------------------------
 
     def platform_control(self, down=False, fail_rate=0.0, latency_ms=0) -> dict[str, Any]:
@@ -109,7 +158,7 @@ class Api:
         assert r.status_code == 204, r.text
 
     def clear_faults(self) -> None:
-        for service in ("order", "user", "payment"):
+        for service in ("order", "user", "payment", "concert"):
             self.http.delete(self.url(service, "/_faults"), headers=SERVICE_AUTH)
 
 
@@ -146,6 +195,7 @@ def databases_under_test() -> Databases:
         users=database_url("USERS"),
         payments=database_url("PAYMENTS"),
         orchestrator=database_url("ORCHESTRATOR"),
+        concerts=database_url("CONCERTS"),
     )
 
 

@@ -7,7 +7,15 @@ import pytest
 
 from tests.conftest import TEST_PG_URL
 from tests.e2e.client import Api, wait_for
-from tools.stack import Process, Stack, database_env, free_port, reset_databases, start_stack
+from tools.stack import (
+    FAULT_INJECTION_ENV,
+    Process,
+    Stack,
+    database_env,
+    free_port,
+    reset_databases,
+    start_stack,
+)
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +23,7 @@ def relay_stack(tmp_path_factory):
     """A stack whose orchestrator does not relay: a separate relay process does."""
     env = {
         **database_env(f"{os.environ.get('TEST_DB_PREFIX', 'saga_test')}_relay", TEST_PG_URL),
-        **{f"{p}_FAULT_INJECTION": "true" for p in ("ORDERS", "USERS", "PAYMENTS")},
+        **FAULT_INJECTION_ENV,
     }
     reset_databases(env)
     log_dir = tmp_path_factory.mktemp("relay-logs")

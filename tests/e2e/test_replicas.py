@@ -1,6 +1,7 @@
 """Two orchestrator processes on one database share the work and never run one saga twice."""
 
 import itertools
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -37,20 +38,26 @@ def test_two_orchestrators_share_200_sagas_and_take_over_when_one_dies(
     api.fault("payment", "approve_payment", "error", times=40)  # some retries, to overlap more
 
     def start(i: int) -> str:
-        """Half the starts go to each replica; once the second is dead, to the first."""
+        """Half the starts go to each replica; once the second is dead, to the first. A client
+        with a key retries what may be transient (a dead replica, a 503), as any should."""
         _, order_id = orders[i]
-        key = f"replica-{order_id}"
-        for url in (second.url, first.url) if i % 2 else (first.url,):
-            try:
-                r = httpx.post(
-                    f"{url}/payments",
-                    json={"order_id": order_id},
-                    headers={"Idempotency-Key": key},
-                    timeout=30,
-                )
-                return r.json()["saga_id"]
-            except httpx.TransportError:
-                continue  # the second replica was killed: the same key, to the other one
+        urls = (second.url, first.url) if i % 2 else (first.url,)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for url in urls:
+                try:
+                    r = httpx.post(
+                        f"{url}/payments",
+                        json={"order_id": order_id},
+                        headers={"Idempotency-Key": f"replica-{order_id}"},
+                        timeout=30,
+                    )
+                except httpx.TransportError:
+                    continue  # the second replica was killed: the same key, to the other one
+                if r.status_code == 202:
+                    return r.json()["saga_id"]
+                assert r.status_code >= 500, r.text
+            time.sleep(0.1)
         raise AssertionError(f"no orchestrator took order {order_id}")
 
     with ThreadPoolExecutor(max_workers=16) as pool:

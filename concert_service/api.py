@@ -1,0 +1,71 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse
+
+from common.auth import require_service_token
+from common.faults import fault_point
+from common.fields import INT64_MAX
+from common.web import IdempotencyKey, SessionDep, stored_response
+from concert_service import service
+from concert_service.schemas import ConcertOut, CreateConcert, HoldSeat, ReleaseHold, SeatOut
+
+Ident = Annotated[int, Path(ge=1, le=INT64_MAX)]
+
+router = APIRouter(tags=["concerts"])
+# Called by the orchestrator only: a service token, a required Idempotency-Key.
+steps = APIRouter(tags=["saga steps"], dependencies=[Depends(require_service_token)])
+
+
+def _seats(views) -> list[SeatOut]:
+    return [SeatOut(id=v.id, number=v.number, status=v.status) for v in views]
+
+
+@router.post("/concerts", status_code=201)
+def create_concert(body: CreateConcert, session: SessionDep) -> ConcertOut:
+    concert, seats = service.create_concert(session, body.title, body.seats, body.price)
+    return ConcertOut(id=concert.id, title=concert.title, price=concert.price, seats=_seats(seats))
+
+
+@router.get("/concerts/{concert_id}")
+def get_concert(concert_id: Ident, session: SessionDep) -> ConcertOut:
+    concert = service.get_concert(session, concert_id)
+    seats = _seats(service.list_seats(session, concert_id))
+    return ConcertOut(id=concert.id, title=concert.title, price=concert.price, seats=seats)
+
+
+@router.get("/concerts/{concert_id}/seats")
+def list_seats(concert_id: Ident, session: SessionDep) -> list[SeatOut]:
+    return _seats(service.list_seats(session, concert_id))
+
+
+@steps.post(
+    "/concerts/{concert_id}/seats/{seat_id}/holds", dependencies=[Depends(fault_point("hold_seat"))]
+)
+def hold_seat(
+    concert_id: Ident,
+    seat_id: Ident,
+    body: HoldSeat,
+    request: Request,
+    session: SessionDep,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    hold_seconds = request.app.state.settings.hold_seconds
+    return stored_response(
+        service.hold_seat(session, concert_id, seat_id, body.user_id, hold_seconds, key)
+    )
+
+
+@steps.post("/holds/release", dependencies=[Depends(fault_point("release_hold"))])
+def release_hold(body: ReleaseHold, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+    return stored_response(service.release_hold(session, body.hold_key, key))
+
+
+@steps.post(
+    "/reservations/{reservation_id}/confirm",
+    dependencies=[Depends(fault_point("confirm_reservation"))],
+)
+def confirm_reservation(
+    reservation_id: Ident, session: SessionDep, key: IdempotencyKey
+) -> JSONResponse:
+    return stored_response(service.confirm_reservation(session, reservation_id, key))
