@@ -1,7 +1,8 @@
 """`make chaos`: a bounded chaos run against real processes, judged by the saga's invariants.
 
 It starts every process on its own databases, puts a connection-dropping proxy between the
-orchestrator and each service, launches N payment sagas at some concurrency, and for a while:
+orchestrator and each service, launches N sagas at some concurrency (four in five are payments,
+one in five a user racing others for a concert seat), and for a while:
 injects faults into every domain service (503s, answers slower than the client's timeout, lost
 answers, refusals), drops connections, kills the orchestrator with SIGKILL at random moments and
 restarts it, and kills and restarts one domain service. Then it lets everything settle (an
@@ -46,6 +47,7 @@ FAULT_POINTS = {
     "order": ["start_payment", "complete_payment", "release_payment"],
     "user": ["deduct", "charge_back"],
     "payment": ["approve_payment", "cancel_payment"],
+    "concert": ["hold_seat", "confirm_reservation", "release_hold"],
 }
 # Short timeouts and leases, so that faults and kills play out within the run.
 ORCHESTRATOR_CHAOS_ENV = {
@@ -81,6 +83,7 @@ class ChaosResult:
     events: Counter = field(default_factory=Counter)
     retried: int = 0
     unsettled: int = 0
+    reservations: int = 0
     seconds: float = 0.0
 
     @property
@@ -137,13 +140,16 @@ class ChaosRun:
 
     # -- the load ------------------------------------------------------------------------------
 
-    def seed(self, http: httpx.Client) -> tuple[list[int], list[int]]:
-        """Users whose balances cover about 70% of their orders, so that both outcomes occur."""
-        users, orders = [], []
+    def seed(self, http: httpx.Client) -> tuple[list[int], list[tuple[str, dict]]]:
+        """Users whose balances cover about 70% of their orders, so that both outcomes occur, and
+        a concert with fewer seats than the users who want them. Returns the users and, per saga,
+        its path and body."""
+        users, starts = [], []
         per_user = 10
-        for _ in range(max(1, self.config.sagas // per_user)):
+        payments = self.config.sagas - self.config.sagas // 5
+        for _ in range(max(1, payments // per_user)):
             amounts = [self.rng.randint(1, 50) * 100 for _ in range(per_user)]
-            balance = sum(sorted(amounts)[: int(per_user * 0.7)])
+            balance = sum(sorted(amounts)[: int(per_user * 0.7)]) + 5_000  # + two seats
             user = http.post(self.url("user", "/users"), json={"name": "chaos", "balance": balance})
             users.append(user.json()["id"])
             for amount in amounts:
@@ -151,25 +157,40 @@ class ChaosRun:
                 order = http.post(
                     self.url("order", "/orders"), json={"user_id": users[-1], "items": [item]}
                 )
-                orders.append(order.json()["id"])
-        return users, orders[: self.config.sagas]
+                starts.append(("/payments", {"order_id": order.json()["id"]}))
+        starts = starts[:payments]
+        seats = max(2, self.config.sagas // 20)
+        concert = http.post(
+            self.url("concert", "/concerts"),
+            json={"title": "chaos", "seats": seats, "price": 2_500},
+        ).json()
+        for _ in range(self.config.sagas - len(starts)):
+            seat = self.rng.choice(concert["seats"])["id"]
+            body = {"concert_id": concert["id"], "seat_id": seat, "user_id": self.rng.choice(users)}
+            starts.append(("/reservations", body))
+        self.rng.shuffle(starts)
+        return users, starts
 
-    def start_saga(self, order_id: int, deadline: float) -> str:
-        """Start a payment, retrying with its key while the orchestrator is down or restarting."""
+    def start_saga(self, start: tuple[str, dict], index: int, deadline: float) -> str | None:
+        """Start a saga, retrying with its key while the orchestrator is down or restarting. A
+        reservation of a seat already RESERVED is refused at once (409): no saga, fine."""
+        path, body = start
         with httpx.Client(timeout=10) as http:
             while time.monotonic() < deadline:
                 try:
                     r = http.post(
-                        self.url("orchestrator", "/payments"),
-                        json={"order_id": order_id},
-                        headers={"Idempotency-Key": f"chaos-{order_id}"},
+                        self.url("orchestrator", path),
+                        json=body,
+                        headers={"Idempotency-Key": f"chaos-{index}"},
                     )
                     if r.status_code == 202:
                         return r.json()["saga_id"]
+                    if r.status_code == 409 and path == "/reservations":
+                        return None
                 except httpx.TransportError:
                     pass
                 time.sleep(0.2)  # the orchestrator is restarting
-        raise RuntimeError(f"order {order_id}: no orchestrator accepted the payment in time")
+        raise RuntimeError(f"{path} {body}: no orchestrator accepted it in time")
 
     # -- the chaos -----------------------------------------------------------------------------
 
@@ -261,9 +282,9 @@ class ChaosRun:
         self.start()
         try:
             with httpx.Client(timeout=10) as http:
-                users, orders = self.seed(http)
+                users, starts = self.seed(http)
             self.say(
-                f"chaos: {len(orders)} sagas, concurrency {self.config.concurrency}, "
+                f"chaos: {len(starts)} sagas, concurrency {self.config.concurrency}, "
                 f"{self.config.chaos_seconds:.0f}s of faults, logs in {self.log_dir}"
             )
             stop = threading.Event()
@@ -271,13 +292,26 @@ class ChaosRun:
             chaos.start()
             deadline = time.monotonic() + self.config.chaos_seconds + 120
             with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-                saga_ids = list(pool.map(lambda o: self.start_saga(o, deadline), orders))
+                started = pool.map(
+                    lambda i: self.start_saga(starts[i], i, deadline), range(len(starts))
+                )
+                saga_ids = [saga_id for saga_id in started if saga_id is not None]
             chaos.join()
             retried, unsettled = self.settle(saga_ids)
             report = check(self.databases(), saga_ids, users)
+            reservations = self.count_reservations(saga_ids)
         finally:
             self.stop()
-        return ChaosResult(report, self.events, retried, unsettled, time.monotonic() - began)
+        return ChaosResult(
+            report, self.events, retried, unsettled, reservations, time.monotonic() - began
+        )
+
+    def count_reservations(self, saga_ids: list[str]) -> int:
+        with psycopg.connect(self.env["ORCHESTRATOR_DATABASE_URL"]) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM sagas WHERE type = 'reservation' AND id = ANY(%s::uuid[])",
+                (saga_ids,),
+            ).fetchone()[0]
 
     def databases(self) -> Databases:
         return Databases(
@@ -293,6 +327,7 @@ def summary(result: ChaosResult) -> str:
     report = result.report
     rows = [
         ("sagas", report.sagas),
+        ("of which reservations", result.reservations),
         ("COMPLETED", report.by_status.get("COMPLETED", 0)),
         ("COMPENSATED", report.by_status.get("COMPENSATED", 0)),
         ("needed an operator's retry", result.retried),

@@ -21,6 +21,8 @@ def test_a_small_chaos_run_keeps_every_invariant(databases, tmp_path):
     result = ChaosRun(config, tmp_path, say=lambda _: None).run()
 
     assert result.ok, summary(result)
-    assert result.report.sagas == 60
+    # Some reservation starts are refused at once (their seat was already RESERVED): no saga.
+    assert 48 <= result.report.sagas <= 60
+    assert result.reservations > 0
     assert result.events["SIGKILL orchestrator"] == 2
-    assert sum(result.report.by_status.values()) == 60
+    assert sum(result.report.by_status.values()) == result.report.sagas

@@ -1,0 +1,137 @@
+"""The concert service in-process on PostgreSQL: concerts and seats, holds that expire, and
+confirmation that can never double-book a seat."""
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from concert_service.app import create_app
+from concert_service.config import Settings
+
+pytestmark = pytest.mark.usefixtures("databases")
+SERVICE = {"Authorization": "Bearer dev-service-token"}
+
+
+def _client(hold_seconds: float) -> TestClient:
+    return TestClient(create_app(Settings(hold_seconds=hold_seconds)))
+
+
+def _key() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+def _concert(client: TestClient, seats: int = 2, price: int = 1_000) -> dict:
+    r = client.post("/concerts", json={"title": "Live", "seats": seats, "price": price})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _hold(client, concert, seat, user=1, key=None):
+    return client.post(
+        f"/concerts/{concert['id']}/seats/{seat['id']}/holds",
+        json={"user_id": user},
+        headers={**SERVICE, "Idempotency-Key": key or _key()},
+    )
+
+
+def _confirm(client, reservation_id, key=None):
+    return client.post(
+        f"/reservations/{reservation_id}/confirm",
+        headers={**SERVICE, "Idempotency-Key": key or _key()},
+    )
+
+
+def _statuses(client, concert) -> list[str]:
+    return [s["status"] for s in client.get(f"/concerts/{concert['id']}/seats").json()]
+
+
+def test_creates_a_concert_with_numbered_available_seats():
+    with _client(60) as client:
+        concert = _concert(client, seats=3, price=5_000)
+        assert concert["title"] == "Live"
+        assert [(s["number"], s["status"]) for s in concert["seats"]] == [
+            (1, "AVAILABLE"),
+            (2, "AVAILABLE"),
+            (3, "AVAILABLE"),
+        ]
+        assert client.get("/concerts/999999999").json()["error"]["code"] == "concert_not_found"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": "x", "seats": 0, "price": 1},
+        {"title": "x", "seats": "3", "price": 1},
+        {"title": "x", "seats": 3, "price": 0},
+        {"title": "x", "seats": 3, "price": 2**63},
+        {"title": "", "seats": 3, "price": 1},
+        {"title": "x", "seats": 10_001, "price": 1},
+    ],
+    ids=repr,
+)
+def test_refuses_bad_concerts_with_422(body):
+    with _client(60) as client:
+        r = client.post("/concerts", json=body)
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "validation_error")
+
+
+def test_a_held_seat_cannot_be_held_again_until_released():
+    with _client(60) as client:
+        concert = _concert(client)
+        seat = concert["seats"][0]
+        first_key = _key()
+        assert _hold(client, concert, seat, key=first_key).status_code == 201
+        taken = _hold(client, concert, seat, user=2)
+        assert (taken.status_code, taken.json()["error"]["code"]) == (409, "seat_taken")
+        assert _statuses(client, concert)[0] == "HELD"
+        released = client.post(
+            "/holds/release",
+            json={"hold_key": first_key},
+            headers={**SERVICE, "Idempotency-Key": _key()},
+        )
+        assert released.json()["released"] is True
+        assert _hold(client, concert, seat, user=2).status_code == 201
+
+
+def test_an_expired_hold_is_superseded_and_can_never_be_confirmed():
+    """The saga holding the seat stalled past the expiry; another reservation took the seat.
+    The stalled one's confirmation is refused: no double booking."""
+    with _client(0) as client:  # every hold expires at once
+        concert = _concert(client)
+        seat = concert["seats"][0]
+        stalled = _hold(client, concert, seat, user=1).json()
+        assert _statuses(client, concert)[0] == "AVAILABLE"  # its hold ran out
+
+        taker = _hold(client, concert, seat, user=2)
+        assert taker.status_code == 201
+
+        late = _confirm(client, stalled["reservation_id"])
+        assert (late.status_code, late.json()["error"]["code"]) == (409, "hold_lost")
+        assert _confirm(client, taker.json()["reservation_id"]).status_code == 200
+        assert _statuses(client, concert)[0] == "RESERVED"
+        again = _hold(client, concert, seat, user=3)
+        assert (again.status_code, again.json()["error"]["code"]) == (409, "seat_taken")
+
+
+def test_an_expired_hold_nobody_took_can_still_be_confirmed():
+    with _client(0) as client:
+        concert = _concert(client)
+        hold = _hold(client, concert, concert["seats"][1]).json()
+        assert _confirm(client, hold["reservation_id"]).status_code == 200
+        assert _statuses(client, concert)[1] == "RESERVED"
+
+
+def test_a_release_before_its_hold_leaves_a_tombstone():
+    with _client(60) as client:
+        concert = _concert(client)
+        hold_key = _key()
+        early = client.post(
+            "/holds/release",
+            json={"hold_key": hold_key},
+            headers={**SERVICE, "Idempotency-Key": _key()},
+        )
+        assert early.json() == {"reservation_id": None, "released": False}
+        late = _hold(client, concert, concert["seats"][0], key=hold_key)
+        assert (late.status_code, late.json()["error"]["code"]) == (409, "action_compensated")
+        assert _statuses(client, concert)[0] == "AVAILABLE"
