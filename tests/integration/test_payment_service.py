@@ -90,7 +90,7 @@ def test_approves_a_payment_and_lists_it_by_order(client: TestClient) -> None:
     response = approve(client, body, new_key())
     assert response.status_code == 201
     payment = response.json()
-    assert payment == {"id": payment["id"], **body, "status": "APPROVED"}
+    assert payment == {"id": payment["id"], **body, "reservation_id": None, "status": "APPROVED"}
     assert "Idempotent-Replayed" not in response.headers
     assert payments_of(client, body["order_id"]) == [payment]
 
