@@ -9,20 +9,11 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from common import logs
 from common.db import migrate
 from common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-        stream=sys.stderr,
-    )
-    # One line per outgoing request is noise at INFO; failures are logged by the callers.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def main(
@@ -48,7 +39,7 @@ def main(
         settings = get_settings().model_copy(update={"port": args.port})
     except ValidationError as exc:
         sys.exit(f"{package}: invalid settings: {exc}")
-    configure_logging(settings.log_level)
+    logs.configure(package, settings.log_level)
     migrate(settings.sqlalchemy_url, history)
     log.info(
         "%s: database %s is at the latest migration", package, settings.sqlalchemy_url.database
@@ -72,5 +63,6 @@ def main(
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        log_config=None,  # keep our JSON logging (common.logs)
+        access_log=False,  # common.logs writes one line per request, with its request id
     )

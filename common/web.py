@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from common import faults, metrics
+from common import faults, logs, metrics
 from common.auth import require_service_token
 from common.db import create_service_engine
 from common.errors import error_body
@@ -62,6 +62,7 @@ def create_service_app(
     app.state.faults = faults.FaultInjector() if settings.fault_injection else None
     install_error_handlers(app)
     metrics.instrument(app)
+    logs.instrument(app)
     app.include_router(health_router)
     if idempotency is not None:
         app.include_router(settle_router)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from common import logs
 from common import metrics as http_metrics
 from common.errors import error_body
 from common.handlers import install_error_handlers
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     http_metrics.instrument(app)
+    logs.instrument(app)
 
     @app.get("/health", tags=["health"])
     async def health(request: Request) -> JSONResponse:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from common import logs
 from orchestrator.saga import RemoteCall
 
 
@@ -69,6 +70,8 @@ class ServiceClient:
         self, call: RemoteCall, idempotency_key: str | None, timeout: float
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        if (request_id := logs.request_id.get()) is not None:
+            headers[logs.REQUEST_ID_HEADER] = request_id  # one saga, one id, in every process
         try:
             response = await self.http.request(
                 call.method, call.path, json=call.body, headers=headers, timeout=timeout

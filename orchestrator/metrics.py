@@ -6,6 +6,9 @@ SAGAS_STARTED = Counter("sagas_started_total", "Sagas started", ["type"])
 SAGA_TRANSITIONS = Counter(
     "saga_status_transitions_total", "Sagas entering a status", ["type", "status"]
 )
+STEP_RETRIES = Counter(
+    "saga_step_retries_total", "Calls repeated after a transient fault", ["type", "step", "phase"]
+)
 STEP_SECONDS = Histogram(
     "saga_step_call_seconds", "Latency of one remote step call", ["type", "step", "phase"]
 )

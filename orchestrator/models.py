@@ -58,6 +58,8 @@ class SagaRecord(Base):
     attention: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # why it needs an operator
     client_key: Mapped[str | None] = mapped_column(String(200))
     lock_key: Mapped[str] = mapped_column(String(200))
+    # The X-Request-ID of the request that started it: sent with every call the saga makes.
+    request_id: Mapped[str | None] = mapped_column(String(200))
     # The lease token of the run that owns the saga (instance id + a nonce per claim): every
     # write is conditional on it, so a run that lost its lease cannot write any more.
     lease_owner: Mapped[str | None] = mapped_column(String(200))

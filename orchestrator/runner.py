@@ -22,6 +22,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from common import logs
 from orchestrator import metrics
 from orchestrator.clients import BusinessRefusal, ServiceClient, StepError, TransientFault
 from orchestrator.definitions import REGISTRY
@@ -117,8 +118,11 @@ class SagaRunner:
     # -- running -------------------------------------------------------------------------------
 
     async def run(self, saga_id: uuid.UUID, token: str) -> None:
+        logs.saga_id.set(str(saga_id))  # this task's log lines, and its calls, carry the saga
         try:
             state = await self.store.get(saga_id)
+            if state is not None and state.request_id:
+                logs.request_id.set(state.request_id)
             while state is not None and state.status in (
                 SagaStatus.RUNNING,
                 SagaStatus.COMPENSATING,
@@ -278,6 +282,8 @@ class SagaRunner:
         send_key: bool = True,
     ) -> tuple[CallOutcome, dict[str, Any] | None, StepError | None]:
         """One remote call with its retries, each attempt persisted before and after."""
+        logs.saga_step.set(step.name)
+        logs.saga_phase.set(str(phase))
         client = self.clients[call.service]
         timeout = step.timeout or self.step_timeout
         retrying = AsyncRetrying(
@@ -298,6 +304,8 @@ class SagaRunner:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        metrics.STEP_RETRIES.labels(state.type, step.name, phase).inc()
                     attempt_id = await self.store.begin_attempt(
                         state.id, token, state.step, step.name, phase, key, call
                     )
@@ -309,6 +317,7 @@ class SagaRunner:
                         await self.store.finish_attempt(
                             state.id, token, attempt_id, status, error=failure.as_json()
                         )
+                        log.info("%s %s: %s %s", step.name, phase, status, failure.code)
                         raise
                     finally:
                         metrics.STEP_SECONDS.labels(state.type, step.name, phase).observe(
@@ -317,6 +326,7 @@ class SagaRunner:
                     await self.store.finish_attempt(
                         state.id, token, attempt_id, "SUCCEEDED", response=response
                     )
+                    log.info("%s %s: SUCCEEDED", step.name, phase)
                     return CallOutcome.SUCCEEDED, response, None
         except BusinessRefusal as refusal:
             if refusal.code in policy.retry_on:  # "not yet", for longer than the budget

@@ -5,6 +5,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from common import logs
 from common.errors import DomainError, NotFound
 from common.idempotency import IdempotencyKeyReused
 from orchestrator import metrics
@@ -87,7 +88,9 @@ async def start_saga(
     store = runner.store
     for _ in range(3):
         token = runner.owner.lease_token()
-        created = await store.create(definition, payload, client_key, lock_key, token)
+        created = await store.create(
+            definition, payload, client_key, lock_key, token, logs.request_id.get()
+        )
         if created is not None:
             metrics.SAGAS_STARTED.labels(definition.name).inc()
             runner.spawn(created.id, token)

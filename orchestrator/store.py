@@ -42,6 +42,7 @@ class SagaState:
     error: dict[str, Any] | None
     attention: dict[str, Any] | None
     client_key: str | None
+    request_id: str | None
     lease_owner: str | None
     created_at: datetime
     updated_at: datetime
@@ -69,6 +70,7 @@ class SagaState:
             error=row.error,
             attention=row.attention,
             client_key=row.client_key,
+            request_id=row.request_id,
             lease_owner=row.lease_owner,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -118,6 +120,7 @@ class SagaStore:
         client_key: str | None,
         lock_key: str,
         lease_token: str,
+        request_id: str | None = None,
     ) -> SagaState | None:
         """Insert a RUNNING saga owned by `lease_token`; None if a saga with this client key, or a
         live one with this lock key, exists already."""
@@ -136,6 +139,7 @@ class SagaStore:
                         results={},
                         client_key=client_key,
                         lock_key=lock_key,
+                        request_id=request_id,
                         lease_owner=lease_token,
                         lease_expires_at=func.now() + self.lease,
                     )

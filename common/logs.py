@@ -1,0 +1,88 @@
+"""Structured JSON logs, one object per line, with the request id (and, in the orchestrator, the
+saga id, step and phase) on every line, so that one saga can be followed across every process
+with one grep.
+
+The request id comes from the caller's `X-Request-ID` header, or is made here; it is answered back
+in the same header, and the orchestrator sends its saga's request id with every call it makes.
+"""
+
+import json
+import logging
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+saga_id: ContextVar[str | None] = ContextVar("saga_id", default=None)
+saga_step: ContextVar[str | None] = ContextVar("saga_step", default=None)
+saga_phase: ContextVar[str | None] = ContextVar("saga_phase", default=None)
+
+_CONTEXT = {"request_id": request_id, "saga_id": saga_id, "step": saga_step, "phase": saga_phase}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str):
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name, var in _CONTEXT.items():
+            value = var.get()
+            if value is not None:
+                line[name] = value
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure(service: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # One line per outgoing request is noise at INFO; failures are logged by the callers.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+access_log = logging.getLogger("access")
+
+
+def instrument(app: FastAPI) -> None:
+    """Take or make the request id, answer it back, and log one line per request."""
+
+    @app.middleware("http")
+    async def with_request_id(request: Request, call_next):
+        token = request_id.set(request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+            response.headers[REQUEST_ID_HEADER] = request_id.get() or ""
+            access_log.info(
+                "%s %s %s",
+                request.method,
+                request.url.path,
+                response.status_code,
+                extra={"fields": {"ms": round((time.perf_counter() - started) * 1000, 1)}},
+            )
+            return response
+        finally:
+            request_id.reset(token)

@@ -1,0 +1,115 @@
+"""Operators can see what happened: metrics moved by exactly the sagas that ran, and one saga
+followed through the logs of every process by its request id."""
+
+import json
+import uuid
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.client import Api
+from tools.stack import Stack
+
+
+def _samples(api: Api, service: str) -> dict[tuple, float]:
+    text = api.http.get(api.url(service, "/metrics")).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _moved(before: dict, after: dict, name: str, **labels) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_saga_metrics_move_by_exactly_the_sagas_that_ran(api: Api):
+    user_id = api.create_user(100_000)
+    orders = [api.create_order(user_id, 1_000) for _ in range(5)]
+    before = _samples(api, "orchestrator")
+    users_before = _samples(api, "user")
+
+    api.fault("user", "deduct", "error")  # one retry
+    for order_id in orders[:3]:
+        assert api.pay(order_id)["status"] == "COMPLETED"
+    api.fault("payment", "approve_payment", "refuse", times=2)
+    for order_id in orders[3:]:
+        assert api.pay(order_id)["status"] == "COMPENSATED"
+
+    after = _samples(api, "orchestrator")
+    assert _moved(before, after, "sagas_started_total", type="payment") == 5
+    moved = {
+        status: _moved(
+            before, after, "saga_status_transitions_total", type="payment", status=status
+        )
+        for status in ("COMPLETED", "COMPENSATING", "COMPENSATED", "NEEDS_ATTENTION")
+    }
+    assert moved == {"COMPLETED": 3, "COMPENSATING": 2, "COMPENSATED": 2, "NEEDS_ATTENTION": 0}
+    retries = _moved(
+        before,
+        after,
+        "saga_step_retries_total",
+        type="payment",
+        step="deduct_balance",
+        phase="action",
+    )
+    assert retries == 1
+    calls = _moved(
+        before,
+        after,
+        "saga_step_call_seconds_count",
+        type="payment",
+        step="approve_payment",
+        phase="action",
+    )
+    assert calls == 5
+    deductions = _moved(
+        users_before,
+        _samples(api, "user"),
+        "http_request_duration_seconds_count",
+        method="POST",
+        route="/users/{user_id}/deductions",
+        status="200",
+    )
+    assert deductions == 5
+
+
+def _lines(stack: Stack, process: str) -> list[dict]:
+    lines = []
+    for raw in stack.processes[process].log_path.read_text().splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            continue  # a line printed before logging was set up
+    return lines
+
+
+def test_one_saga_is_followed_by_its_request_id_through_every_process(api: Api, stack: Stack):
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 7_000)
+    trace = f"trace-{uuid.uuid4().hex}"
+
+    answer = api.http.post(
+        api.url("orchestrator", "/payments"),
+        params={"wait": 30},
+        json={"order_id": order_id},
+        headers={"X-Request-ID": trace},
+    )
+
+    assert answer.headers["X-Request-ID"] == trace
+    saga_id = answer.json()["saga_id"]
+    for process in ("orchestrator", "order", "user", "payment"):
+        assert any(line.get("request_id") == trace for line in _lines(stack, process)), process
+    steps = [
+        line
+        for line in _lines(stack, "orchestrator")
+        if line.get("request_id") == trace and "step" in line
+    ]
+    assert {line["saga_id"] for line in steps} == {saga_id}
+    assert [line["step"] for line in steps] == [
+        "start_order_payment",
+        "deduct_balance",
+        "approve_payment",
+        "complete_order_payment",
+    ]
