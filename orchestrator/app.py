@@ -14,6 +14,7 @@ from common import logs
 from common import metrics as http_metrics
 from common.errors import error_body
 from common.handlers import install_error_handlers
+from orchestrator import admin_ui
 from orchestrator.api import admin, router
 from orchestrator.clients import build_clients
 from orchestrator.config import Settings, get_settings
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(router)
     app.include_router(admin)
+    app.include_router(admin_ui.router)
     return app
 
 

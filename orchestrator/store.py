@@ -188,6 +188,7 @@ class SagaStore:
         saga_type: str | None,
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
+        since: datetime | None = None,
     ) -> list[SagaState]:
         """Newest first; `after` is the (created_at, id) of the last saga of the previous page."""
         query = select(SagaRecord).order_by(SagaRecord.created_at.desc(), SagaRecord.id.desc())
@@ -195,6 +196,8 @@ class SagaStore:
             query = query.where(SagaRecord.status == status)
         if saga_type is not None:
             query = query.where(SagaRecord.type == saga_type)
+        if since is not None:
+            query = query.where(SagaRecord.created_at >= since)
         if after is not None:
             created, saga_id = after
             query = query.where(

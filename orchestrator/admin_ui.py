@@ -1,0 +1,137 @@
+"""The admin page: sagas with filters and counts, each saga's timeline, the outbox backlog, and a
+retry button for sagas that need an operator. Server-rendered (Jinja2), no front-end build.
+
+Logging in sets the admin token in an HttpOnly, SameSite=Strict cookie; every page checks it in
+constant time, as the admin API checks its bearer token.
+"""
+
+import hmac
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from orchestrator import service
+from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
+from orchestrator.definitions import CURRENT
+from orchestrator.saga import SagaStatus
+
+COOKIE = "admin_token"
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+router = APIRouter(prefix="/admin/ui", include_in_schema=False)
+
+
+def _logged_in(request: Request) -> bool:
+    expected = request.app.state.settings.admin_token
+    given = request.cookies.get(COOKIE, "")
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/admin/ui/login", status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, failed: bool = False) -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"failed": failed})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    token = (form.get("token") or [""])[0]
+    if not hmac.compare_digest(token.encode(), request.app.state.settings.admin_token.encode()):
+        return RedirectResponse("/admin/ui/login?failed=true", status_code=303)
+    response = RedirectResponse("/admin/ui", status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/admin/ui")
+    return response
+
+
+@router.get("/logout")
+def logout() -> Response:
+    response = _to_login()
+    response.delete_cookie(COOKIE, path="/admin/ui")
+    return response
+
+
+def _since(value: str | None) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed and parsed.tzinfo is None else parsed
+
+
+@router.get("")
+async def sagas(
+    request: Request,
+    status: str | None = None,
+    type: str | None = None,
+    since: str | None = None,
+    cursor: str | None = None,
+) -> Response:
+    if not _logged_in(request):
+        return _to_login()
+    runner = request.app.state.runner
+    chosen = SagaStatus(status) if status in SagaStatus.__members__ else None
+    after = _decode_cursor(cursor) if cursor else None
+    states = await runner.store.page(
+        status=chosen, saga_type=type or None, limit=51, after=after, since=_since(since)
+    )
+    more = len(states) > 50
+    states = states[:50]
+    context = {
+        "sagas": [summary(s) for s in states],
+        "counts": await runner.store.count_by_status(),
+        "statuses": list(SagaStatus),
+        "types": list(CURRENT),
+        "status": chosen,
+        "type": type,
+        "since": since,
+        "next_cursor": _encode_cursor(states[-1]) if more else None,
+        "outbox": await request.app.state.relay.backlog(),
+    }
+    return templates.TemplateResponse(request, "sagas.html", context)
+
+
+def _timeline(saga) -> tuple[list[dict], int]:
+    start = saga.created_at
+    ends = [a.finished_at or datetime.now(UTC) for a in saga.steps] + [
+        saga.finished_at or datetime.now(UTC)
+    ]
+    span = max((max(ends) - start).total_seconds(), 0.001)
+    rows = []
+    for a in saga.steps:
+        finished = a.finished_at or datetime.now(UTC)
+        rows.append(
+            {
+                **a.model_dump(),
+                "left": round((a.started_at - start).total_seconds() / span * 100, 2),
+                "width": max(round((finished - a.started_at).total_seconds() / span * 100, 2), 0.5),
+                "ms": round((finished - a.started_at).total_seconds() * 1000, 1),
+            }
+        )
+    return rows, round(span * 1000)
+
+
+@router.get("/sagas/{saga_id}")
+async def saga_page(request: Request, saga_id: uuid.UUID) -> Response:
+    if not _logged_in(request):
+        return _to_login()
+    runner = request.app.state.runner
+    saga = await detail(runner, await service.get_saga(runner, str(saga_id)))
+    timeline, total_ms = _timeline(saga)
+    context = {"saga": saga, "timeline": timeline, "total_ms": total_ms}
+    return templates.TemplateResponse(request, "saga.html", context)
+
+
+@router.post("/sagas/{saga_id}/retry")
+async def retry(request: Request, saga_id: uuid.UUID) -> Response:
+    if not _logged_in(request):
+        return _to_login()
+    await service.retry_saga(request.app.state.runner, str(saga_id))
+    return RedirectResponse(f"/admin/ui/sagas/{saga_id}", status_code=303)
