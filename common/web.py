@@ -16,7 +16,7 @@ from common.auth import require_service_token
 from common.db import create_service_engine
 from common.errors import error_body
 from common.fields import IdempotencyKeyValue, Text
-from common.handlers import install_error_handlers
+from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
 from common.idempotency import IdempotencyStore, Outcome, StoredResponse
 from common.settings import ServiceSettings
 
@@ -56,7 +56,7 @@ def create_service_app(
         yield
         engine.dispose()
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(title=title, lifespan=lifespan, responses=DOCUMENTED_ERRORS)
     app.state.settings = settings
     app.state.idempotency = idempotency
     app.state.faults = faults.FaultInjector() if settings.fault_injection else None

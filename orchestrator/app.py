@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from common import logs
 from common import metrics as http_metrics
 from common.errors import error_body
-from common.handlers import install_error_handlers
+from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
 from orchestrator import admin_ui
 from orchestrator.api import admin, router
 from orchestrator.clients import build_clients
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await relay.http.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="saga orchestrator", lifespan=lifespan)
+    app = FastAPI(title="saga orchestrator", lifespan=lifespan, responses=DOCUMENTED_ERRORS)
     app.state.settings = settings
     install_error_handlers(app)
     http_metrics.instrument(app)
