@@ -21,7 +21,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,8 +30,9 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from common import logs
 from orchestrator import metrics
-from orchestrator.models import OutboxMessage
+from orchestrator.models import OutboxMessage, SagaRecord
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Claimed:
     payload: dict[str, Any]
     occurred_at: datetime
     attempts: int
+    request_id: str | None = None  # of the saga that wrote it: the delivery carries it too
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,20 @@ class OutboxRelay:
                     OutboxMessage.attempts,
                 )
             )
-            return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+            claimed = [Claimed(*row) for row in rows]
+            request_ids = dict(
+                (
+                    await session.execute(
+                        select(OutboxMessage.id, SagaRecord.request_id)
+                        .join(SagaRecord, SagaRecord.id == OutboxMessage.saga_id)
+                        .where(OutboxMessage.id.in_(ids))
+                    )
+                ).all()
+            )
+            return token, sorted(
+                (replace(c, request_id=request_ids.get(c.id)) for c in claimed),
+                key=lambda c: c.id,
+            )
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2 ** (attempts - 1))
@@ -136,8 +151,9 @@ class OutboxRelay:
             "occurred_at": message.occurred_at.isoformat(),
             "payload": message.payload,
         }
+        headers = {logs.REQUEST_ID_HEADER: message.request_id} if message.request_id else {}
         try:
-            response = await self.http.post("/events", json=event)
+            response = await self.http.post("/events", json=event, headers=headers)
             delivered = response.status_code < 300
             problem = f"HTTP {response.status_code}: {response.text[:200]}"
         except httpx.HTTPError as exc:

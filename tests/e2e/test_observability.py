@@ -6,7 +6,7 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.client import Api
+from tests.e2e.client import Api, wait_for
 from tools.stack import Stack
 
 
@@ -99,7 +99,8 @@ def test_one_saga_is_followed_by_its_request_id_through_every_process(api: Api, 
 
     assert answer.headers["X-Request-ID"] == trace
     saga_id = answer.json()["saga_id"]
-    for process in ("orchestrator", "order", "user", "payment"):
+    wait_for(lambda: api.platform_events({saga_id}), 30, "the order.paid event")
+    for process in ("orchestrator", "order", "user", "payment", "data_platform"):
         assert any(line.get("request_id") == trace for line in _lines(stack, process)), process
     steps = [
         line
