@@ -15,6 +15,7 @@ under the order's semantic lock, not taken from the caller: later steps reuse th
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.money_steps import approve_payment_step, deduct_balance_step
 from orchestrator.saga import (
     OutcomeEvent,
     RemoteCall,
@@ -26,7 +27,7 @@ from orchestrator.saga import (
     StepKind,
 )
 
-ORDER, USER, PAYMENT = "order", "user", "payment"
+ORDER = "order"
 
 
 def _order(ctx: StepContext) -> Mapping[str, Any]:
@@ -46,31 +47,14 @@ def release_order(ctx: StepContext) -> RemoteCall:
     )
 
 
-def deduct_balance(ctx: StepContext) -> RemoteCall:
+def _money(ctx: StepContext) -> tuple[int, int]:
     order = _order(ctx)
-    return RemoteCall(
-        USER, "POST", f"/users/{order['user_id']}/deductions", {"amount": order["amount"]}
-    )
+    return order["user_id"], order["amount"]
 
 
-def charge_back_balance(ctx: StepContext) -> RemoteCall:
+def _payment(ctx: StepContext) -> dict[str, Any]:
     order = _order(ctx)
-    return RemoteCall(
-        USER,
-        "POST",
-        f"/users/{order['user_id']}/charge-backs",
-        {"amount": order["amount"], "deduction_key": ctx.action_key},
-    )
-
-
-def approve_payment(ctx: StepContext) -> RemoteCall:
-    order = _order(ctx)
-    body = {"order_id": order["id"], "user_id": order["user_id"], "amount": order["amount"]}
-    return RemoteCall(PAYMENT, "POST", "/payments", body)
-
-
-def cancel_payment(ctx: StepContext) -> RemoteCall:
-    return RemoteCall(PAYMENT, "POST", "/payments/cancellations", {"approval_key": ctx.action_key})
+    return {"order_id": order["id"], "user_id": order["user_id"], "amount": order["amount"]}
 
 
 def complete_order_payment(ctx: StepContext) -> RemoteCall:
@@ -109,8 +93,8 @@ PAYMENT_SAGA = SagaDefinition(
     version=1,
     steps=(
         Step("start_order_payment", start_order_payment, release_order),
-        Step("deduct_balance", deduct_balance, charge_back_balance),
-        Step("approve_payment", approve_payment, cancel_payment),
+        deduct_balance_step(_money),
+        approve_payment_step(_payment),
         Step(
             "complete_order_payment",
             complete_order_payment,

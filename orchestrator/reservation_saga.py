@@ -13,6 +13,7 @@ The price comes from the hold (step 1), as the concert service read it.
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.money_steps import approve_payment_step, deduct_balance_step
 from orchestrator.saga import (
     OutcomeEvent,
     RemoteCall,
@@ -24,7 +25,7 @@ from orchestrator.saga import (
     StepKind,
 )
 
-CONCERT, USER, PAYMENT = "concert", "user", "payment"
+CONCERT = "concert"
 
 
 def _hold(ctx: StepContext) -> Mapping[str, Any]:
@@ -45,35 +46,18 @@ def release_hold(ctx: StepContext) -> RemoteCall:
     return RemoteCall(CONCERT, "POST", "/holds/release", {"hold_key": ctx.action_key})
 
 
-def deduct_balance(ctx: StepContext) -> RemoteCall:
+def _money(ctx: StepContext) -> tuple[int, int]:
     hold = _hold(ctx)
-    return RemoteCall(
-        USER, "POST", f"/users/{hold['user_id']}/deductions", {"amount": hold["price"]}
-    )
+    return hold["user_id"], hold["price"]
 
 
-def charge_back_balance(ctx: StepContext) -> RemoteCall:
+def _payment(ctx: StepContext) -> dict[str, Any]:
     hold = _hold(ctx)
-    return RemoteCall(
-        USER,
-        "POST",
-        f"/users/{hold['user_id']}/charge-backs",
-        {"amount": hold["price"], "deduction_key": ctx.action_key},
-    )
-
-
-def approve_payment(ctx: StepContext) -> RemoteCall:
-    hold = _hold(ctx)
-    body = {
+    return {
         "reservation_id": hold["reservation_id"],
         "user_id": hold["user_id"],
         "amount": hold["price"],
     }
-    return RemoteCall(PAYMENT, "POST", "/payments", body)
-
-
-def cancel_payment(ctx: StepContext) -> RemoteCall:
-    return RemoteCall(PAYMENT, "POST", "/payments/cancellations", {"approval_key": ctx.action_key})
 
 
 def confirm_reservation(ctx: StepContext) -> RemoteCall:
@@ -109,8 +93,8 @@ RESERVATION_SAGA = SagaDefinition(
     version=1,
     steps=(
         Step("hold_seat", hold_seat, release_hold),
-        Step("deduct_balance", deduct_balance, charge_back_balance),
-        Step("approve_payment", approve_payment, cancel_payment),
+        deduct_balance_step(_money),
+        approve_payment_step(_payment),
         Step(
             "confirm_reservation",
             confirm_reservation,
