@@ -1,5 +1,10 @@
 """`make bench`: what the saga costs, measured against baselines taken in the same run.
 
+Section "the saga against the floor": payment sagas through `POST /payments` against the floor,
+the same four domain calls (with the same idempotency keys) made by a bare async client with no
+saga persistence, no retries and no outbox; at several concurrency levels, each pair measured
+back to back: throughput, p50/p95/p99 latency, and the CPU seconds per saga of every process.
+
 Section "data platform": the latency of a payment (start to final, as a client waits for it) with
 the data platform up, down, and answering every delivery after 2 s. The outbox should make the
 three the same: the payment never waits for the platform. Modes are interleaved in rounds, so
@@ -72,45 +77,134 @@ async def _seed(http: httpx.AsyncClient, stack: Stack, count: int) -> list[int]:
     return orders
 
 
-async def _drive(
-    http: httpx.AsyncClient, stack: Stack, orders: list[int], concurrency: int, label: str
-) -> Sample:
+def _saga_payer(http: httpx.AsyncClient, stack: Stack):
+    """Pay an order through the saga, as a client waits for it."""
+
+    async def saga(order_id: int) -> None:
+        r = await http.post(
+            f"{stack.url('orchestrator')}/payments",
+            params={"wait": 60},
+            json={"order_id": order_id},
+        )
+        assert r.status_code == 200 and r.json()["status"] == "COMPLETED", r.text
+
+    return saga
+
+
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """utime + stime of each process, from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        seconds[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+async def _floor_payment(http: httpx.AsyncClient, stack: Stack, order_id: int) -> None:
+    """The payment's four calls and nothing else: no saga, no retry, no outbox."""
+    auth = {"Authorization": "Bearer dev-service-token"}
+    key = f"floor-{order_id}"
+
+    async def call(service: str, path: str, step: str, body: dict | None = None) -> dict:
+        r = await http.post(
+            f"{stack.url(service)}{path}",
+            json=body,
+            headers={**auth, "Idempotency-Key": f"{key}:{step}:action"},
+        )
+        assert r.status_code < 300, r.text
+        return r.json()
+
+    order = await call("order", f"/orders/{order_id}/payment-start", "start_order_payment")
+    await call(
+        "user",
+        f"/users/{order['user_id']}/deductions",
+        "deduct_balance",
+        {"amount": order["amount"]},
+    )
+    await call(
+        "payment",
+        "/payments",
+        "approve_payment",
+        {"order_id": order_id, "user_id": order["user_id"], "amount": order["amount"]},
+    )
+    await call("order", f"/orders/{order_id}/payment-complete", "complete_order_payment")
+
+
+async def _drive_with(pay, orders: list[int], concurrency: int, label: str) -> Sample:
     sample = Sample()
     limit = asyncio.Semaphore(concurrency)
     done = 0
 
-    async def pay(order_id: int) -> None:
+    async def one(order_id: int) -> None:
         nonlocal done
         async with limit:
             began = time.perf_counter()
-            r = await http.post(
-                f"{stack.url('orchestrator')}/payments",
-                params={"wait": 60},
-                json={"order_id": order_id},
-            )
-            assert r.status_code == 200 and r.json()["status"] == "COMPLETED", r.text
+            await pay(order_id)
             sample.latencies.append(time.perf_counter() - began)
             done += 1
             _progress(done, len(orders), label)
 
     began = time.perf_counter()
-    await asyncio.gather(*(pay(o) for o in orders))
+    await asyncio.gather(*(one(o) for o in orders))
     sample.seconds = time.perf_counter() - began
     return sample
+
+
+async def floor_section(stack: Stack, levels: list[int], per_level: int):
+    """(level, kind) -> (Sample, CPU seconds per saga by process)"""
+    pids = {name: p.popen.pid for name, p in stack.processes.items()}
+    results = {}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        saga = _saga_payer(http, stack)
+
+        async def floor(order_id: int) -> None:
+            await _floor_payment(http, stack, order_id)
+
+        await _drive_with(saga, await _seed(http, stack, 40), 8, "warm-up")
+        for level in levels:
+            for kind, pay in (("floor", floor), ("saga", saga)):
+                orders = await _seed(http, stack, per_level)
+                cpu_before = _cpu_seconds(pids)
+                sample = await _drive_with(pay, orders, level, f"{kind} c={level}")
+                cpu_after = _cpu_seconds(pids)
+                cpu = {n: (cpu_after[n] - cpu_before[n]) / per_level for n in pids}
+                results[(level, kind)] = (sample, cpu)
+    return results
+
+
+def floor_table(results) -> str:
+    rows = [
+        "| concurrency | run | sagas/s | vs floor | p50 ms | p95 ms | p99 ms | CPU ms per saga |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for (level, kind), (sample, cpu) in results.items():
+        floor = results[(level, "floor")][0]
+        busy = ", ".join(f"{n} {seconds * 1000:.0f}" for n, seconds in cpu.items() if seconds)
+        rows.append(
+            f"| {level} | {kind} | {sample.throughput:.1f} "
+            f"| {sample.throughput / floor.throughput:.2f}x "
+            f"| {statistics.median(sample.latencies) * 1000:.0f} "
+            f"| {sample.percentile(0.95) * 1000:.0f} | {sample.percentile(0.99) * 1000:.0f} "
+            f"| {busy} |"
+        )
+    return "\n".join(rows)
 
 
 async def data_platform_section(stack: Stack, sagas: int, concurrency: int, rounds: int):
     per_round = max(1, sagas // rounds)
     samples = {mode: Sample() for mode in MODES}
     async with httpx.AsyncClient(timeout=120) as http:
-        warm = await _seed(http, stack, 50)
-        await _drive(http, stack, warm, concurrency, "warm-up")
+        saga = _saga_payer(http, stack)
+
+        await _drive_with(saga, await _seed(http, stack, 50), concurrency, "warm-up")
         for round_number in range(rounds):
             for mode, control in MODES.items():
                 await http.post(f"{stack.url('data_platform')}/_control", json=control)
                 orders = await _seed(http, stack, per_round)
-                got = await _drive(
-                    http, stack, orders, concurrency, f"{mode} {round_number + 1}/{rounds}"
+                got = await _drive_with(
+                    saga, orders, concurrency, f"{mode} {round_number + 1}/{rounds}"
                 )
                 samples[mode].latencies += got.latencies
                 samples[mode].seconds += got.seconds
@@ -141,7 +235,16 @@ def machine() -> str:
     )
 
 
-def write_report(path: Path, table: str, sagas: int, concurrency: int, rounds: int) -> None:
+def write_report(
+    path: Path,
+    table: str,
+    sagas: int,
+    concurrency: int,
+    rounds: int,
+    floor: str,
+    levels: list[int],
+    per_level: int,
+) -> None:
     path.write_text(f"""# Benchmarks
 
 Written by `make bench` (`tools/bench.py`); the numbers below are from its latest run.
@@ -153,6 +256,15 @@ as ratios to their baseline: the machine is shared and noisy, so absolute number
 runs; ratios much less.
 
 Machine: {machine()}. Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
+
+## The saga against the floor
+
+{per_level} payments per concurrency level ({", ".join(map(str, levels))}), through the saga
+(`POST /payments?wait=60`) and through the floor: the same four domain calls, with the same
+idempotency keys, made by a bare async client with no saga persistence, no retries and no outbox.
+Each pair is measured back to back. CPU is utime + stime per saga, from /proc, by process.
+
+{floor}
 
 ## The data platform does not slow payments
 
@@ -180,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument(
+        "--levels", default="1,8,32", help="concurrency levels of the floor section"
+    )
+    parser.add_argument("--per-level", type=int, default=200)
     args = parser.parse_args(argv)
 
     env = database_env("saga_bench", postgres_url())
@@ -187,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"bench: starting the services (logs in {log_dir})", file=sys.stderr)
     stack = start_stack(log_dir, env, ORCHESTRATOR_BENCH_ENV, orchestrator_defaults=True)
+    levels = [int(level) for level in args.levels.split(",")]
     try:
+        floor = floor_table(asyncio.run(floor_section(stack, levels, args.per_level)))
+        print(floor)
         samples = asyncio.run(
             data_platform_section(stack, args.sagas, args.concurrency, args.rounds)
         )
@@ -195,7 +314,16 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
     table = data_platform_table(samples)
     print(table)
-    write_report(args.output, table, args.sagas, args.concurrency, args.rounds)
+    write_report(
+        args.output,
+        table,
+        args.sagas,
+        args.concurrency,
+        args.rounds,
+        floor,
+        levels,
+        args.per_level,
+    )
     print(f"bench: wrote {args.output}", file=sys.stderr)
     return 0
 
