@@ -72,6 +72,14 @@ async def _read(client: ServiceClient, path: str, timeout: float) -> dict[str, A
     raise AssertionError("unreachable")
 
 
+def _unexpected(client: ServiceClient, refusal: BusinessRefusal) -> DependencyUnavailable:
+    """A read between services refused for a reason the client's input cannot explain (a bad
+    token, say): the dependency is unusable right now, which is a 503, not a 500."""
+    return DependencyUnavailable(
+        f"the {client.name} service refused a read: {refusal.code} ({refusal.status_code})"
+    )
+
+
 async def start_saga(
     runner: SagaRunner,
     definition: SagaDefinition,
@@ -138,7 +146,7 @@ async def start_payment(
     except BusinessRefusal as refusal:
         if refusal.status_code == 404:
             raise OrderNotFound(f"order {order_id} does not exist") from refusal
-        raise
+        raise _unexpected(order_client, refusal) from refusal
     if order["status"] in UNPAYABLE:
         raise OrderNotPayable(f"order {order_id} is {order['status']} and cannot be paid")
     # The order as requested goes with the saga, for its outcome event; the steps themselves
@@ -175,7 +183,7 @@ async def start_reservation(
     except BusinessRefusal as refusal:
         if refusal.status_code == 404:
             raise ConcertNotFound(f"concert {concert_id} does not exist") from refusal
-        raise
+        raise _unexpected(concert_client, refusal) from refusal
     seat = next((s for s in concert["seats"] if s["id"] == seat_id), None)
     if seat is None:
         raise SeatNotFound(f"concert {concert_id} has no seat {seat_id}")
