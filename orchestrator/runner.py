@@ -1,8 +1,10 @@
 """Runs sagas: persists and executes what `orchestrator.saga` decides.
 
 For each step: record the attempt (write-ahead), make the call, record its outcome, move the saga.
-Transient faults are retried with exponential backoff and jitter under the same Idempotency-Key;
-a business refusal is final at once. No database transaction is open during a remote call.
+A call that succeeds has its end recorded in the same transaction as the saga's move (two
+round trips per step, not three). Transient faults are retried with exponential backoff and
+jitter under the same Idempotency-Key; a business refusal is final at once. No database
+transaction is open during a remote call.
 """
 
 import asyncio
@@ -11,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tenacity import (
@@ -50,6 +52,28 @@ from orchestrator.store import LeaseLost, Owner, SagaState, SagaStore
 log = logging.getLogger(__name__)
 
 
+class _Change(asyncio.Event):
+    """Set when a saga run here moves; carries the state it moved to (None: ask the store)."""
+
+    state: "SagaState | None" = None
+
+
+@dataclass(frozen=True)
+class Called:
+    """A call's outcome. `unrecorded` is the attempt whose success is not written yet: the
+    caller writes it with the move that follows, in one transaction."""
+
+    outcome: CallOutcome
+    response: dict[str, Any] | None = None
+    error: StepError | None = None
+    unrecorded: int | None = None
+
+    def finished(self) -> tuple[int, str, dict[str, Any] | None] | None:
+        if self.unrecorded is None:
+            return None
+        return self.unrecorded, "SUCCEEDED", self.response
+
+
 class SagaRunner:
     def __init__(
         self,
@@ -81,12 +105,18 @@ class SagaRunner:
         self.action_policy = action_policy
         self.compensation_policy = compensation_policy
         self._tasks: set[asyncio.Task[None]] = set()
-        self._changed: dict[uuid.UUID, asyncio.Event] = {}
+        self._changed: dict[uuid.UUID, _Change] = {}
+        # The state of every saga this process is running, as last persisted: a client waiting
+        # for one of them reads it here rather than from the database.
+        self._running: dict[uuid.UUID, SagaState] = {}
 
     # -- scheduling ----------------------------------------------------------------------------
 
-    def spawn(self, saga_id: uuid.UUID, token: str) -> None:
-        task = asyncio.create_task(self.run(saga_id, token), name=f"saga-{saga_id}")
+    def spawn(self, saga_id: uuid.UUID, token: str, state: SagaState | None = None) -> None:
+        """Run a saga in the background; `state`, if given, is its row as just written."""
+        if state is not None:
+            self._running[saga_id] = state
+        task = asyncio.create_task(self.run(saga_id, token, state), name=f"saga-{saga_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -95,18 +125,19 @@ class SagaRunner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _notify(self, saga_id: uuid.UUID) -> None:
+    def _notify(self, saga_id: uuid.UUID, state: SagaState | None = None) -> None:
         event = self._changed.pop(saga_id, None)
         if event is not None:
+            event.state = state
             event.set()
 
     async def wait_until_final(self, saga_id: uuid.UUID, timeout: float) -> SagaState | None:
         """The saga once final, or as it stands at the deadline. A saga run by another replica is
-        noticed by polling; one run here wakes the waiter at once."""
+        noticed by polling the database; one run here wakes the waiter with its new state."""
         deadline = time.monotonic() + timeout
         while True:
-            changed = self._changed.setdefault(saga_id, asyncio.Event())
-            state = await self.store.get(saga_id)
+            changed = self._changed.setdefault(saga_id, _Change())
+            state = self._running.get(saga_id) or await self.store.get(saga_id)
             remaining = deadline - time.monotonic()
             if state is None or state.is_final or remaining <= 0:
                 if not changed.is_set() and self._changed.get(saga_id) is changed:
@@ -114,13 +145,16 @@ class SagaRunner:
                 return state
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
+            if changed.state is not None and changed.state.is_final:
+                return changed.state
 
     # -- running -------------------------------------------------------------------------------
 
-    async def run(self, saga_id: uuid.UUID, token: str) -> None:
+    async def run(self, saga_id: uuid.UUID, token: str, state: SagaState | None = None) -> None:
         logs.saga_id.set(str(saga_id))  # this task's log lines, and its calls, carry the saga
         try:
-            state = await self.store.get(saga_id)
+            if state is None:
+                state = await self.store.get(saga_id)
             if state is not None and state.request_id:
                 logs.request_id.set(state.request_id)
             while state is not None and state.status in (
@@ -133,7 +167,8 @@ class SagaRunner:
                     state = await self._run_action(definition, state, token)
                 else:
                     state = await self._run_compensation(definition, state, token)
-                self._notify(saga_id)
+                self._running[saga_id] = state
+                self._notify(saga_id, state)
                 if state.is_final and self.on_outcome is not None:
                     self.on_outcome()
         except LeaseLost:
@@ -144,6 +179,7 @@ class SagaRunner:
             # The lease expires and the recovery loop resumes it from the persisted step.
             log.exception("saga %s: run failed; it will be recovered", saga_id)
         finally:
+            self._running.pop(saga_id, None)
             self._notify(saga_id)
 
     def _context(self, state: SagaState, step: Step) -> StepContext:
@@ -159,7 +195,7 @@ class SagaRunner:
     ) -> SagaState:
         step = definition.steps[state.step]
         ctx = self._context(state, step)
-        outcome, response, error = await self._call(
+        called = await self._call(
             state,
             token,
             step,
@@ -167,7 +203,9 @@ class SagaRunner:
             step.action(ctx),
             ctx.action_key,
             step.retry or self.action_policy,
+            defer_success=True,
         )
+        outcome, response, error = called.outcome, called.response, called.error
         if outcome is CallOutcome.REFUSED and await self.store.had_unknown_outcome(
             state.id, state.step, Phase.ACTION
         ):
@@ -185,7 +223,14 @@ class SagaRunner:
         if outcome is CallOutcome.SUCCEEDED:
             results = {**state.results, step.name: response}
             event = self._event(definition, state, to, results, state.error)
-            await self.store.move(state, token, to, result=(step.name, response), event=event)
+            await self.store.move(
+                state,
+                token,
+                to,
+                result=(step.name, response),
+                event=event,
+                finished_attempt=called.finished(),
+            )
             return self._advance(state, to, results=results)
         cause = {**error.as_json(), "step": step.name}
         event = self._event(definition, state, to, state.results, cause)
@@ -198,7 +243,7 @@ class SagaRunner:
         """A pivot whose answer was lost: ask its service whether it went through. The answer
         also makes sure that, if it did not, it never will (a tombstone under its key)."""
         assert step.settle is not None, f"pivot {step.name} declares no settle call"
-        outcome, settled, error = await self._call(
+        called = await self._call(
             state,
             token,
             step,
@@ -208,8 +253,9 @@ class SagaRunner:
             self.compensation_policy,
             send_key=False,
         )
-        if outcome is not CallOutcome.SUCCEEDED:
-            return CallOutcome.EXHAUSTED, None, error or fault
+        settled = called.response
+        if called.outcome is not CallOutcome.SUCCEEDED:
+            return CallOutcome.EXHAUSTED, None, called.error or fault
         if settled["outcome"] == "APPLIED":
             return CallOutcome.SUCCEEDED, settled["response"], None
         refusal = BusinessRefusal(
@@ -225,7 +271,7 @@ class SagaRunner:
         assert step.compensation is not None
         ctx = self._context(state, step)
         key = idempotency_key(ctx.saga_id, step, Phase.COMPENSATION)
-        outcome, _, error = await self._call(
+        called = await self._call(
             state,
             token,
             step,
@@ -233,12 +279,13 @@ class SagaRunner:
             step.compensation(ctx),
             key,
             self.compensation_policy,
+            defer_success=True,
         )
-        if outcome is not CallOutcome.SUCCEEDED:
-            return await self._needs_attention(state, token, step, Phase.COMPENSATION, error)
-        to = after_compensation(definition, state.step, outcome)
+        if called.outcome is not CallOutcome.SUCCEEDED:
+            return await self._needs_attention(state, token, step, Phase.COMPENSATION, called.error)
+        to = after_compensation(definition, state.step, called.outcome)
         event = self._event(definition, state, to, state.results, state.error)
-        await self.store.move(state, token, to, event=event)
+        await self.store.move(state, token, to, event=event, finished_attempt=called.finished())
         return self._advance(state, to)
 
     def _event(
@@ -280,8 +327,10 @@ class SagaRunner:
         policy: RetryPolicy,
         *,
         send_key: bool = True,
-    ) -> tuple[CallOutcome, dict[str, Any] | None, StepError | None]:
-        """One remote call with its retries, each attempt persisted before and after."""
+        defer_success: bool = False,
+    ) -> Called:
+        """One remote call with its retries, each attempt persisted before and after (with
+        `defer_success`, the end of a successful attempt is left to the caller's move)."""
         logs.saga_step.set(step.name)
         logs.saga_phase.set(str(phase))
         client = self.clients[call.service]
@@ -323,20 +372,22 @@ class SagaRunner:
                         metrics.STEP_SECONDS.labels(state.type, step.name, phase).observe(
                             time.perf_counter() - started
                         )
+                    log.info("%s %s: SUCCEEDED", step.name, phase)
+                    if defer_success:
+                        return Called(CallOutcome.SUCCEEDED, response, unrecorded=attempt_id)
                     await self.store.finish_attempt(
                         state.id, token, attempt_id, "SUCCEEDED", response=response
                     )
-                    log.info("%s %s: SUCCEEDED", step.name, phase)
-                    return CallOutcome.SUCCEEDED, response, None
+                    return Called(CallOutcome.SUCCEEDED, response)
         except BusinessRefusal as refusal:
             if refusal.code in policy.retry_on:  # "not yet", for longer than the budget
-                return CallOutcome.EXHAUSTED, None, refusal
-            return CallOutcome.REFUSED, None, refusal
+                return Called(CallOutcome.EXHAUSTED, error=refusal)
+            return Called(CallOutcome.REFUSED, error=refusal)
         except TransientFault as fault:
             log.warning(
                 "saga %s: %s %s gave up after retries: %s", state.id, step.name, phase, fault
             )
-            return CallOutcome.EXHAUSTED, None, fault
+            return Called(CallOutcome.EXHAUSTED, error=fault)
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     # -- recovery ------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ async def start_saga(
         )
         if created is not None:
             metrics.SAGAS_STARTED.labels(definition.name).inc()
-            runner.spawn(created.id, token)
+            runner.spawn(created.id, token, created)
             return created
         if client_key is not None:
             same_key = await store.find_by_client_key(definition.name, client_key)

@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from orchestrator.models import OutboxMessage, SagaRecord, StepAttempt
 from orchestrator.saga import (
@@ -23,6 +24,30 @@ from orchestrator.saga import (
 )
 
 LIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+# The hot path (a saga's run) speaks SQLAlchemy Core on these tables: no ORM unit of work, no
+# identity map, a handful of statements per step. Reads for the admin API use the ORM.
+SAGAS = SagaRecord.__table__
+STEPS = StepAttempt.__table__
+OUTBOX = OutboxMessage.__table__
+
+# Write-ahead of one call, in one statement: renew the lease (fenced by its token) and, only if
+# that matched, insert the attempt numbered after the earlier attempts of the same call.
+BEGIN_ATTEMPT = text("""
+    WITH renewed AS (
+        UPDATE sagas SET lease_expires_at = now() + :lease, updated_at = now()
+        WHERE id = :saga_id AND lease_owner = :token
+        RETURNING id
+    )
+    INSERT INTO saga_steps
+        (saga_id, step, step_name, phase, attempt, status, idempotency_key, owner, request)
+    SELECT renewed.id, CAST(:step AS integer), :step_name, CAST(:phase AS varchar),
+           (SELECT coalesce(max(attempt), 0) + 1 FROM saga_steps
+            WHERE saga_id = :saga_id AND step = CAST(:step AS integer)
+              AND phase = CAST(:phase AS varchar)),
+           'STARTED', :key, :token, :request
+    FROM renewed
+    RETURNING id
+""").bindparams(bindparam("request", type_=JSONB))
 
 
 class LeaseLost(Exception):
@@ -57,7 +82,7 @@ class SagaState:
         return self.status in FINAL_STATUSES
 
     @classmethod
-    def of(cls, row: SagaRecord) -> "SagaState":
+    def of(cls, row: SagaRecord | Row) -> "SagaState":
         return cls(
             id=row.id,
             type=row.type,
@@ -109,6 +134,7 @@ def _starts_with(prefix: str):
 class SagaStore:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], lease_seconds: float):
         self.sessionmaker = sessionmaker
+        self.engine = sessionmaker.kw["bind"]
         self.lease = timedelta(seconds=lease_seconds)
 
     # -- starting ------------------------------------------------------------------------------
@@ -124,10 +150,10 @@ class SagaStore:
     ) -> SagaState | None:
         """Insert a RUNNING saga owned by `lease_token`; None if a saga with this client key, or a
         live one with this lock key, exists already."""
-        async with self.sessionmaker.begin() as session:
+        async with self.engine.begin() as conn:
             row = (
-                await session.execute(
-                    pg_insert(SagaRecord)
+                await conn.execute(
+                    pg_insert(SAGAS)
                     .values(
                         id=uuid.uuid4(),
                         type=definition.name,
@@ -144,9 +170,9 @@ class SagaStore:
                         lease_expires_at=func.now() + self.lease,
                     )
                     .on_conflict_do_nothing()
-                    .returning(SagaRecord)
+                    .returning(SAGAS)
                 )
-            ).scalar_one_or_none()
+            ).one_or_none()
             return SagaState.of(row) if row else None
 
     async def find_by_client_key(self, saga_type: str, client_key: str) -> SagaState | None:
@@ -170,8 +196,8 @@ class SagaStore:
     # -- reading -------------------------------------------------------------------------------
 
     async def get(self, saga_id: uuid.UUID) -> SagaState | None:
-        async with self.sessionmaker() as session:
-            row = await session.get(SagaRecord, saga_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(SAGAS).where(SAGAS.c.id == saga_id))).one_or_none()
             return SagaState.of(row) if row else None
 
     async def attempts(self, saga_id: uuid.UUID) -> list[StepAttempt]:
@@ -218,12 +244,12 @@ class SagaStore:
 
     # -- running (fenced by the lease token) ---------------------------------------------------
 
-    async def _renew(self, session: AsyncSession, saga_id: uuid.UUID, token: str) -> None:
-        renewed = await session.scalar(
-            update(SagaRecord)
-            .where(SagaRecord.id == saga_id, SagaRecord.lease_owner == token)
+    async def _renew(self, conn: AsyncConnection, saga_id: uuid.UUID, token: str) -> None:
+        renewed = await conn.scalar(
+            update(SAGAS)
+            .where(SAGAS.c.id == saga_id, SAGAS.c.lease_owner == token)
             .values(lease_expires_at=func.now() + self.lease, updated_at=func.now())
-            .returning(SagaRecord.id)
+            .returning(SAGAS.c.id)
         )
         if renewed is None:
             raise LeaseLost(f"saga {saga_id} is no longer leased to {token}")
@@ -238,46 +264,48 @@ class SagaStore:
         key: str,
         call: RemoteCall,
     ) -> int:
-        """Write-ahead: record the attempt before the call leaves."""
-        async with self.sessionmaker.begin() as session:
-            await self._renew(session, saga_id, token)
-            previous = await session.scalar(
-                select(func.coalesce(func.max(StepAttempt.attempt), 0)).where(
-                    StepAttempt.saga_id == saga_id,
-                    StepAttempt.step == step_index,
-                    StepAttempt.phase == phase,
-                )
+        """Write-ahead: record the attempt before the call leaves (one statement)."""
+        async with self.engine.begin() as conn:
+            attempt_id = await conn.scalar(
+                BEGIN_ATTEMPT,
+                {
+                    "lease": self.lease,
+                    "saga_id": saga_id,
+                    "token": token,
+                    "step": step_index,
+                    "step_name": step_name,
+                    "phase": str(phase),
+                    "key": key,
+                    "request": asdict(call),
+                },
             )
-            attempt = StepAttempt(
-                saga_id=saga_id,
-                step=step_index,
-                step_name=step_name,
-                phase=phase,
-                attempt=previous + 1,
-                status="STARTED",
-                idempotency_key=key,
-                owner=token,
-                request=asdict(call),
-            )
-            session.add(attempt)
-            await session.flush()
-            return attempt.id
+        if attempt_id is None:
+            raise LeaseLost(f"saga {saga_id} is no longer leased to {token}")
+        return attempt_id
 
     async def had_unknown_outcome(self, saga_id: uuid.UUID, step_index: int, phase: Phase) -> bool:
         """Whether an attempt of this call ended without an answer (a transient fault, or a run
         that died mid-call): it may have applied whatever a later attempt was told."""
-        async with self.sessionmaker() as session:
-            found = await session.scalar(
-                select(StepAttempt.id)
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(
+                select(STEPS.c.id)
                 .where(
-                    StepAttempt.saga_id == saga_id,
-                    StepAttempt.step == step_index,
-                    StepAttempt.phase == phase,
-                    StepAttempt.status.in_(("FAILED", "INTERRUPTED")),
+                    STEPS.c.saga_id == saga_id,
+                    STEPS.c.step == step_index,
+                    STEPS.c.phase == phase,
+                    STEPS.c.status.in_(("FAILED", "INTERRUPTED")),
                 )
                 .limit(1)
             )
             return found is not None
+
+    @staticmethod
+    def _finish(attempt_id: int, status: str, response: dict | None, error: dict | None):
+        return (
+            update(STEPS)
+            .where(STEPS.c.id == attempt_id)
+            .values(status=status, response=response, error=error, finished_at=func.now())
+        )
 
     async def finish_attempt(
         self,
@@ -289,13 +317,9 @@ class SagaStore:
         response: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        async with self.sessionmaker.begin() as session:
-            await self._renew(session, saga_id, token)
-            await session.execute(
-                update(StepAttempt)
-                .where(StepAttempt.id == attempt_id)
-                .values(status=status, response=response, error=error, finished_at=func.now())
-            )
+        async with self.engine.begin() as conn:
+            await self._renew(conn, saga_id, token)
+            await conn.execute(self._finish(attempt_id, status, response, error))
 
     async def move(
         self,
@@ -307,10 +331,12 @@ class SagaStore:
         error: dict[str, Any] | None = None,
         attention: dict[str, Any] | None = None,
         event: OutcomeEvent | None = None,
+        finished_attempt: tuple[int, str, dict[str, Any] | None] | None = None,
     ) -> None:
         """Persist the saga's next position; a final or stuck saga gives up its lease. The
         outcome's event goes into the outbox in the same transaction: it exists if and only if
-        the outcome committed."""
+        the outcome committed. `finished_attempt` (attempt id, status, response) records the
+        end of the call that led here in the same transaction, saving a round of writes."""
         check_transition(state.status, to.status)
         values: dict[str, Any] = {
             "status": to.status,
@@ -331,22 +357,25 @@ class SagaStore:
             values["lease_expires_at"] = func.now() + self.lease
         if to.status in FINAL_STATUSES:
             values["finished_at"] = func.now()
-        async with self.sessionmaker.begin() as session:
-            moved = await session.scalar(
-                update(SagaRecord)
+        async with self.engine.begin() as conn:
+            moved = await conn.scalar(
+                update(SAGAS)
                 .where(
-                    SagaRecord.id == state.id,
-                    SagaRecord.lease_owner == token,
-                    SagaRecord.status == state.status,
+                    SAGAS.c.id == state.id,
+                    SAGAS.c.lease_owner == token,
+                    SAGAS.c.status == state.status,
                 )
                 .values(**values)
-                .returning(SagaRecord.id)
+                .returning(SAGAS.c.id)
             )
             if moved is None:
                 raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
+            if finished_attempt is not None:
+                attempt_id, status, response = finished_attempt
+                await conn.execute(self._finish(attempt_id, status, response, None))
             if event is not None:
-                session.add(
-                    OutboxMessage(
+                await conn.execute(
+                    insert(OUTBOX).values(
                         event_id=uuid.uuid4(),
                         saga_id=state.id,
                         aggregate_id=event.aggregate_id,
