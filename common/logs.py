@@ -14,7 +14,9 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -64,25 +66,47 @@ def configure(service: str, level: str) -> None:
 
 
 access_log = logging.getLogger("access")
+_REQUEST_ID_RAW = REQUEST_ID_HEADER.lower().encode()
+
+
+class RequestIdMiddleware:
+    """Take or make the request id, answer it back, and log one line per request.
+
+    A plain ASGI middleware, not `@app.middleware("http")`: that one runs every request through
+    an extra task and memory streams, a cost paid on every call between services."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v for k, v in scope["headers"] if k == _REQUEST_ID_RAW), b"").decode()
+        rid = incoming or uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500  # unless the app answers: an exception becomes a 500 further out
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={"fields": {"ms": round((time.perf_counter() - started) * 1000, 1)}},
+            )
+            request_id.reset(token)
 
 
 def instrument(app: FastAPI) -> None:
-    """Take or make the request id, answer it back, and log one line per request."""
-
-    @app.middleware("http")
-    async def with_request_id(request: Request, call_next):
-        token = request_id.set(request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-            response.headers[REQUEST_ID_HEADER] = request_id.get() or ""
-            access_log.info(
-                "%s %s %s",
-                request.method,
-                request.url.path,
-                response.status_code,
-                extra={"fields": {"ms": round((time.perf_counter() - started) * 1000, 1)}},
-            )
-            return response
-        finally:
-            request_id.reset(token)
+    app.add_middleware(RequestIdMiddleware)

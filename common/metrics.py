@@ -2,8 +2,9 @@
 
 import time
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUEST_SECONDS = Histogram(
     "http_request_duration_seconds",
@@ -12,16 +13,36 @@ HTTP_REQUEST_SECONDS = Histogram(
 )
 
 
-def instrument(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def observe_latency(request: Request, call_next):
+class LatencyMiddleware:
+    """Observe every request's latency by route (a plain ASGI middleware: see common.logs)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        HTTP_REQUEST_SECONDS.labels(
-            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        return response
+        status = 500
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            route = scope.get("route")  # set by the router on this same scope
+            HTTP_REQUEST_SECONDS.labels(
+                scope["method"], getattr(route, "path", "unmatched"), str(status)
+            ).observe(time.perf_counter() - started)
+
+
+def instrument(app: FastAPI) -> None:
+    app.add_middleware(LatencyMiddleware)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
