@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from common import logs
 from common import metrics as http_metrics
+from common.db import ping_when_idle
 from common.errors import error_body
 from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
 from orchestrator import admin_ui
@@ -26,12 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def _engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
     )
+    ping_when_idle(engine.sync_engine)
+    return engine
 
 
 def build_relay(settings: Settings, sessionmaker: async_sessionmaker, owner: Owner) -> OutboxRelay:
