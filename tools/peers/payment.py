@@ -1,0 +1,223 @@
+"""The payment saga as our orchestrator runs it, for the peers that run it on another engine.
+
+Everything but the durability engine is ours, so that `make bench` compares engines and nothing
+else: the saga definition (`orchestrator.payment_saga.PAYMENT_SAGA`, its calls and compensations),
+the state machine that decides what follows each outcome (`orchestrator.saga`), the idempotency
+keys, the HTTP clients and their error classification (`orchestrator.clients`), and the timeouts
+and retry budgets (`orchestrator.config.Settings`, from the same environment variables).
+
+An engine plugs in one thing: how one remote call, with its retries, runs as a durable step
+(`Execute`): `perform` (our retry loop in one step) or `attempt_call` (one attempt, for an engine
+that retries itself). A call's result is plain JSON (`CallResult`), so every engine can record it.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypedDict
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from orchestrator.clients import BusinessRefusal, ServiceClient, TransientFault
+from orchestrator.config import Settings
+from orchestrator.payment_saga import PAYMENT_SAGA
+from orchestrator.saga import (
+    CallOutcome,
+    Phase,
+    Position,
+    RemoteCall,
+    RetryPolicy,
+    SagaStatus,
+    StepContext,
+    StepKind,
+    after_action,
+    after_compensation,
+    idempotency_key,
+)
+
+
+class CallSpec(TypedDict):
+    """One remote call of a saga, as an engine records a step's input."""
+
+    service: str
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    key: str  # the step's Idempotency-Key (for a settle call: the action key it asks about)
+    send_key: bool  # False for a settle call, which names the key in its body instead
+    policy: str  # "action" or "compensation": whose retry budget
+
+
+class CallResult(TypedDict):
+    outcome: str  # a CallOutcome
+    response: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+Execute = Callable[[CallSpec], Awaitable[CallResult]]
+
+
+def spec(call: RemoteCall, key: str, policy: Phase, *, send_key: bool = True) -> CallSpec:
+    return CallSpec(
+        service=call.service,
+        method=call.method,
+        path=call.path,
+        body=call.body,
+        key=key,
+        send_key=send_key,
+        policy=str(policy),
+    )
+
+
+def policies(settings: Settings) -> dict[str, RetryPolicy]:
+    return {
+        str(Phase.ACTION): settings.action_policy(),
+        str(Phase.COMPENSATION): settings.compensation_policy(),
+    }
+
+
+async def attempt_call(
+    clients: dict[str, ServiceClient],
+    call: CallSpec,
+    *,
+    timeout: float,
+    retry_on: frozenset[str] = frozenset(),
+    unknown_before: bool = False,
+) -> CallResult:
+    """One attempt of a remote call: its success, or its business refusal (final); a transient
+    fault is raised (`TransientFault`), to be retried under the same key. A refusal after an
+    attempt that got no answer (`unknown_before`) is an unknown outcome, as in our runner: the
+    earlier attempt may have applied. A refusal meaning "not yet" (`retry_on`) is retried like a
+    transient fault (the payment saga declares none)."""
+    client = clients[call["service"]]
+    remote = RemoteCall(call["service"], call["method"], call["path"], call["body"])
+    try:
+        response = await client.send(remote, call["key"] if call["send_key"] else None, timeout)
+    except BusinessRefusal as refusal:
+        if refusal.code in retry_on:
+            raise TransientFault(refusal.code, refusal.message, refusal.status_code) from refusal
+        outcome = CallOutcome.EXHAUSTED if unknown_before else CallOutcome.REFUSED
+        return CallResult(outcome=outcome, response=None, error=refusal.as_json())
+    return CallResult(outcome=CallOutcome.SUCCEEDED, response=response, error=None)
+
+
+async def perform(
+    clients: dict[str, ServiceClient],
+    call: CallSpec,
+    *,
+    timeout: float,
+    policy: RetryPolicy,
+) -> CallResult:
+    """One remote call with its retries, as `orchestrator.runner.SagaRunner._call` makes it: the
+    same key on every attempt, transient faults retried with exponential backoff and jitter within
+    the budget (then the outcome is unknown: EXHAUSTED), a business refusal final at once."""
+    unknown = False
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+        wait=wait_exponential_jitter(
+            multiplier=policy.initial_backoff, max=policy.max_backoff, jitter=policy.initial_backoff
+        ),
+        retry=retry_if_exception_type(TransientFault),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    return await attempt_call(
+                        clients,
+                        call,
+                        timeout=timeout,
+                        retry_on=policy.retry_on,
+                        unknown_before=unknown,
+                    )
+                except TransientFault:
+                    unknown = True
+                    raise
+    except TransientFault as fault:
+        return CallResult(outcome=CallOutcome.EXHAUSTED, response=None, error=fault.as_json())
+    raise AssertionError("unreachable: tenacity either returns or raises")
+
+
+def budgets(settings: Settings) -> dict[str, Any]:
+    """The call timeout and each phase's retry budget, as JSON (a Temporal workflow's input)."""
+    return {
+        "step_timeout": settings.step_timeout,
+        **{
+            phase: {
+                "attempts": policy.attempts,
+                "initial_backoff": policy.initial_backoff,
+                "max_backoff": policy.max_backoff,
+                "max_seconds": policy.max_seconds,
+            }
+            for phase, policy in policies(settings).items()
+        },
+    }
+
+
+class SagaResult(TypedDict):
+    saga_id: str
+    status: str  # COMPLETED, COMPENSATED, or NEEDS_ATTENTION (an operator's turn, as ours)
+    error: dict[str, Any] | None
+
+
+async def run_payment_saga(saga_id: str, order_id: int, execute: Execute) -> SagaResult:
+    """The payment saga, driven by our state machine; each call is one durable step of the engine
+    (`execute`). Deterministic given the results of `execute`, as a workflow must be."""
+    definition = PAYMENT_SAGA
+    payload = {"order_id": order_id}
+    results: dict[str, dict[str, Any]] = {}
+    error: dict[str, Any] | None = None
+    position = Position(SagaStatus.RUNNING, 0, Phase.ACTION)
+    while position.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+        step = definition.steps[position.step]
+        action_key = idempotency_key(saga_id, step, Phase.ACTION)
+        ctx = StepContext(saga_id, payload, results, action_key)
+        if position.status is SagaStatus.COMPENSATING:
+            assert step.compensation is not None
+            key = idempotency_key(saga_id, step, Phase.COMPENSATION)
+            got = await execute(spec(step.compensation(ctx), key, Phase.COMPENSATION))
+            outcome = CallOutcome(got["outcome"])
+            if outcome is not CallOutcome.SUCCEEDED:
+                return _attention(saga_id, step.name, Phase.COMPENSATION, got["error"])
+            position = after_compensation(definition, position.step, outcome)
+            continue
+        got = await execute(spec(step.action(ctx), action_key, Phase.ACTION))
+        outcome, response, failure = CallOutcome(got["outcome"]), got["response"], got["error"]
+        if outcome is CallOutcome.EXHAUSTED and step.kind is StepKind.PIVOT:
+            # Its answer was lost: ask the service whether it went through (see the runner).
+            assert step.settle is not None
+            settled = await execute(
+                spec(step.settle(ctx), action_key, Phase.COMPENSATION, send_key=False)
+            )
+            if settled["outcome"] != CallOutcome.SUCCEEDED:
+                return _attention(saga_id, step.name, Phase.ACTION, settled["error"] or failure)
+            if settled["response"]["outcome"] == "APPLIED":
+                outcome, response = CallOutcome.SUCCEEDED, settled["response"]["response"]
+            else:
+                outcome = CallOutcome.REFUSED
+                failure = {
+                    "code": "action_not_applied",
+                    "message": f"{step.name} did not go through after a fault",
+                    "status_code": None,
+                }
+        position = after_action(definition, position.step, outcome)
+        if position.status is SagaStatus.NEEDS_ATTENTION:
+            return _attention(saga_id, step.name, Phase.ACTION, failure)
+        if outcome is CallOutcome.SUCCEEDED:
+            results[step.name] = response or {}
+        else:
+            error = {**(failure or {}), "step": step.name}
+    return SagaResult(saga_id=saga_id, status=str(position.status), error=error)
+
+
+def _attention(saga_id: str, step: str, phase: Phase, error: dict[str, Any] | None) -> SagaResult:
+    return SagaResult(
+        saga_id=saga_id,
+        status=str(SagaStatus.NEEDS_ATTENTION),
+        error={**(error or {}), "step": step, "phase": str(phase)},
+    )
