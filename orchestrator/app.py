@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             action_policy=settings.action_policy(),
             compensation_policy=settings.compensation_policy(),
             on_outcome=relay.notify if settings.relay_enabled else None,
+            max_running=settings.max_running_sagas,
         )
         app.state.engine, app.state.runner, app.state.relay = engine, runner, relay
         recovery = asyncio.create_task(

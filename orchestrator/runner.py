@@ -86,6 +86,7 @@ class SagaRunner:
         compensation_policy: RetryPolicy,
         definitions: Mapping[tuple[str, int], SagaDefinition] = REGISTRY,
         on_outcome: Callable[[], None] | None = None,
+        max_running: int = 200,
     ):
         self.definitions = definitions
         for definition in definitions.values():
@@ -104,6 +105,10 @@ class SagaRunner:
         self.step_timeout = step_timeout
         self.action_policy = action_policy
         self.compensation_policy = compensation_policy
+        # Recovery takes over no more sagas than there is room for: a thousand orphans resumed at
+        # once would queue on the connection pool past their leases. Starts are never refused.
+        self.max_running = max_running
+        self._room = asyncio.Event()  # set when a run ends
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed: dict[uuid.UUID, _Change] = {}
         # The state of every saga this process is running, as last persisted: a client waiting
@@ -118,7 +123,11 @@ class SagaRunner:
             self._running[saga_id] = state
         task = asyncio.create_task(self.run(saga_id, token, state), name=f"saga-{saga_id}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._run_ended)
+
+    def _run_ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._room.set()
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -400,17 +409,30 @@ class SagaRunner:
         return len(claimed)
 
     async def recovery_loop(self, interval: float, batch: int) -> None:
-        """Resume sagas whose owner died (its lease expired), here or in another replica. The
-        first pass also takes back what a previous run of this same instance left behind."""
+        """Resume sagas whose owner died (its lease expired), here or in another replica, as
+        many as there is room for. The passes also take back what a previous run of this same
+        instance left behind, until none is left."""
         own_orphans = True
         while True:
+            full = False
             try:
-                while await self.recover(batch, own_orphans=own_orphans) == batch:
-                    pass
-                own_orphans = False
+                while True:
+                    room = min(batch, self.max_running - len(self._tasks))
+                    if room <= 0:
+                        full = True
+                        break
+                    self._room.clear()
+                    if await self.recover(room, own_orphans=own_orphans) < room:
+                        own_orphans = False  # none of ours is left behind
+                        break
             except Exception:
                 log.exception("recovery pass failed; trying again in %ss", interval)
-            await asyncio.sleep(interval)
+            if full:
+                # More may be waiting: go on as soon as a run ends.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), timeout=interval)
+            else:
+                await asyncio.sleep(interval)
 
     async def retry(self, state: SagaState) -> bool:
         """An operator's retry of a NEEDS_ATTENTION saga."""

@@ -1,0 +1,57 @@
+"""Recovery resumes no more sagas at once than the runner has room for, and still resumes all."""
+
+import asyncio
+
+from orchestrator.definitions import REGISTRY
+from orchestrator.payment_saga import PAYMENT_SAGA
+from orchestrator.runner import SagaRunner
+from orchestrator.saga import SagaStatus
+from orchestrator.store import Owner
+from tests.e2e.client import Api
+from tests.e2e.inprocess import runner, saga_store
+from tools.stack import Stack
+
+ORPHANS = 10
+ROOM = 3
+
+
+def test_recovery_takes_no_more_orphans_than_it_has_room_for(api: Api, stack: Stack):
+    user_id = api.create_user(1_000_000)
+    orders = [api.create_order(user_id, 1_000) for _ in range(ORPHANS)]
+    # Every run holds its first call for a while, so that runs overlap.
+    api.fault("order", "start_payment", "delay", times=ORPHANS, delay_ms=300)
+
+    async def scenario() -> tuple[int, list[SagaStatus]]:
+        # Sagas whose owner died: created under leases that have already run out.
+        async with saga_store(lease_seconds=-1) as dead_owner:
+            owner = Owner.new("dead-owner")
+            sagas = [
+                await dead_owner.create(
+                    PAYMENT_SAGA, {"order_id": o}, None, f"order:{o}", owner.lease_token()
+                )
+                for o in orders
+            ]
+        async with saga_store() as store, runner(store, stack, "capacity", REGISTRY) as r:
+            r.max_running = ROOM
+            peak = 0
+            spawn = SagaRunner.spawn
+
+            def counting_spawn(*args, **kwargs) -> None:
+                nonlocal peak
+                spawn(r, *args, **kwargs)
+                peak = max(peak, len(r._tasks))
+
+            r.spawn = counting_spawn
+            loop = asyncio.create_task(r.recovery_loop(interval=5, batch=100))
+            try:
+                finals = [await r.wait_until_final(s.id, timeout=60) for s in sagas]
+            finally:
+                loop.cancel()
+            return peak, [s.status for s in finals]
+
+    try:
+        peak, statuses = asyncio.run(scenario())
+    finally:
+        api.clear_faults()
+    assert peak == ROOM
+    assert statuses == [SagaStatus.COMPLETED] * ORPHANS
