@@ -41,6 +41,7 @@ def build_relay(settings: Settings, sessionmaker: async_sessionmaker, owner: Own
         base_url=settings.data_platform_url,
         headers={"Authorization": f"Bearer {settings.service_token}"},
         timeout=settings.relay_timeout,
+        limits=httpx.Limits(keepalive_expiry=2.0),  # before the platform's keep-alive timeout
     )
     return OutboxRelay(
         sessionmaker,

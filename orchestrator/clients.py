@@ -87,7 +87,10 @@ def build_clients(
     urls: dict[str, str], service_token: str, timeout: float
 ) -> dict[str, ServiceClient]:
     headers = {"Authorization": f"Bearer {service_token}"}
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
+    # Idle connections are dropped well before the services' keep-alive timeout (uvicorn's is
+    # 5 s, as is httpx's default expiry): reusing one that the server is closing at that
+    # instant fails the call with an unknown outcome, and costs a retry.
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=2.0)
     return {
         name: ServiceClient(
             name, httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, limits=limits)
