@@ -135,6 +135,9 @@ class SagaStore:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], lease_seconds: float):
         self.sessionmaker = sessionmaker
         self.engine = sessionmaker.kw["bind"]
+        # A single statement is atomic by itself: run alone, it needs no BEGIN and no COMMIT
+        # (two round trips fewer, for every write-ahead, every start and every read).
+        self.single = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.lease = timedelta(seconds=lease_seconds)
 
     # -- starting ------------------------------------------------------------------------------
@@ -150,7 +153,7 @@ class SagaStore:
     ) -> SagaState | None:
         """Insert a RUNNING saga owned by `lease_token`; None if a saga with this client key, or a
         live one with this lock key, exists already."""
-        async with self.engine.begin() as conn:
+        async with self.single.connect() as conn:
             row = (
                 await conn.execute(
                     pg_insert(SAGAS)
@@ -196,7 +199,7 @@ class SagaStore:
     # -- reading -------------------------------------------------------------------------------
 
     async def get(self, saga_id: uuid.UUID) -> SagaState | None:
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             row = (await conn.execute(select(SAGAS).where(SAGAS.c.id == saga_id))).one_or_none()
             return SagaState.of(row) if row else None
 
@@ -265,7 +268,7 @@ class SagaStore:
         call: RemoteCall,
     ) -> int:
         """Write-ahead: record the attempt before the call leaves (one statement)."""
-        async with self.engine.begin() as conn:
+        async with self.single.connect() as conn:
             attempt_id = await conn.scalar(
                 BEGIN_ATTEMPT,
                 {
@@ -286,7 +289,7 @@ class SagaStore:
     async def had_unknown_outcome(self, saga_id: uuid.UUID, step_index: int, phase: Phase) -> bool:
         """Whether an attempt of this call ended without an answer (a transient fault, or a run
         that died mid-call): it may have applied whatever a later attempt was told."""
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             found = await conn.scalar(
                 select(STEPS.c.id)
                 .where(
