@@ -35,10 +35,13 @@ chaos: install ## Chaos run: 300 sagas under faults and SIGKILLs, then check eve
 bench: install ## Benchmarks, as ratios to baselines measured in the same run (writes docs/benchmarks.md)
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
+purge: install ## Purge old finished sagas (PURGE_ARGS="--older-than 30d [--dry-run] [--archive F]")
+	$(BIN)/python -m orchestrator purge $(PURGE_ARGS)
+
 lint: install ## Check style (ruff)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean: ## Remove the virtualenv, caches and the embedded database's data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info
 
-.PHONY: help install run-all migrate test chaos bench lint clean
+.PHONY: help install run-all migrate test chaos bench purge lint clean

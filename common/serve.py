@@ -1,4 +1,5 @@
-"""`python -m <package> [serve|migrate] [--port N]`: migrate the process's database, then serve."""
+"""`python -m <package> [serve|migrate|<extra command>] [--port N]`: migrate the process's
+database, then serve (or run the command, which parses its own options)."""
 
 import argparse
 import logging
@@ -23,17 +24,26 @@ def main(
     default_port: int,
     get_settings: Callable[[], ServiceSettings],
     create_app: Callable[[ServiceSettings], FastAPI],
-    extra_commands: dict[str, Callable[[ServiceSettings], None]] | None = None,
+    extra_commands: dict[str, Callable[[ServiceSettings, list[str]], None]] | None = None,
     argv: list[str] | None = None,
 ) -> None:
     extra_commands = extra_commands or {}
-    parser = argparse.ArgumentParser(prog=f"python -m {package}")
+    # An extra command gets the arguments this parser does not know (its own options, and
+    # --help), and parses them itself.
+    parser = argparse.ArgumentParser(prog=f"python -m {package}", add_help=False)
     parser.add_argument(
         "command", nargs="?", choices=["serve", "migrate", *extra_commands], default="serve"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
-    args = parser.parse_args(argv)
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
+    args, rest = parser.parse_known_args(argv)
+    if args.command in extra_commands:
+        rest += ["--help"] if args.help else []
+    elif args.help:
+        parser.exit(message=parser.format_help())
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     try:
         settings = get_settings().model_copy(update={"port": args.port})
@@ -47,7 +57,7 @@ def main(
     if args.command == "migrate":
         return
     if args.command in extra_commands:
-        extra_commands[args.command](settings)
+        extra_commands[args.command](settings, rest)
         return
     if settings.uses_dev_tokens:
         log.warning(

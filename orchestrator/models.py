@@ -42,6 +42,12 @@ class SagaRecord(Base):
             "lease_expires_at",
             postgresql_where=text("status IN ('RUNNING', 'COMPENSATING')"),
         ),
+        # The purge (orchestrator/maintenance.py): finished sagas, oldest first.
+        Index(
+            "ix_sagas_finished",
+            "finished_at",
+            postgresql_where=text("status IN ('COMPLETED', 'COMPENSATED')"),
+        ),
         Index("ix_sagas_created", text("created_at DESC"), text("id DESC")),
         Index("ix_sagas_status_created", "status", text("created_at DESC"), text("id DESC")),
     )
@@ -105,6 +111,9 @@ class OutboxMessage(Base):
             postgresql_where=text("status = 'PENDING'"),
         ),
         Index("ix_outbox_saga", "saga_id"),
+        # The purge keeps a saga while one of its events is not delivered: a small index, of
+        # the backlog only, however many delivered rows there are.
+        Index("ix_outbox_undelivered", "saga_id", postgresql_where=text("status <> 'DELIVERED'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
