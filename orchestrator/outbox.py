@@ -21,7 +21,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -100,17 +100,20 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def claim(self, limit: int) -> tuple[str, list[Claimed]]:
+        """Claim up to `limit` deliverable rows, in one statement."""
         token = f"{self.owner}.{uuid.uuid4().hex[:12]}"
         candidates = (
             _claimable().order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
         )
+        request_id = (
+            select(SagaRecord.request_id)
+            .where(SagaRecord.id == OutboxMessage.saga_id)
+            .scalar_subquery()
+        )
         async with self.sessionmaker.begin() as session:
-            ids = list(await session.scalars(candidates))
-            if not ids:
-                return token, []
             rows = await session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id.in_(ids))
+                .where(OutboxMessage.id.in_(candidates.scalar_subquery()))
                 .values(
                     claimed_by=token,
                     claimed_until=func.now() + timedelta(seconds=self.policy.claim_seconds),
@@ -123,28 +126,18 @@ class OutboxRelay:
                     OutboxMessage.payload,
                     OutboxMessage.occurred_at,
                     OutboxMessage.attempts,
+                    request_id,
                 )
+                .execution_options(synchronize_session=False)
             )
-            claimed = [Claimed(*row) for row in rows]
-            request_ids = dict(
-                (
-                    await session.execute(
-                        select(OutboxMessage.id, SagaRecord.request_id)
-                        .join(SagaRecord, SagaRecord.id == OutboxMessage.saga_id)
-                        .where(OutboxMessage.id.in_(ids))
-                    )
-                ).all()
-            )
-            return token, sorted(
-                (replace(c, request_id=request_ids.get(c.id)) for c in claimed),
-                key=lambda c: c.id,
-            )
+            return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2 ** (attempts - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
-    async def deliver(self, token: str, message: Claimed) -> bool:
+    async def _post(self, message: Claimed) -> str | None:
+        """Send one event; None if the platform took it, else what went wrong."""
         event = {
             "event_id": str(message.event_id),
             "type": message.type,
@@ -154,16 +147,21 @@ class OutboxRelay:
         headers = {logs.REQUEST_ID_HEADER: message.request_id} if message.request_id else {}
         try:
             response = await self.http.post("/events", json=event, headers=headers)
-            delivered = response.status_code < 300
-            problem = f"HTTP {response.status_code}: {response.text[:200]}"
         except httpx.HTTPError as exc:
-            delivered, problem = False, f"{type(exc).__name__}: {exc}"[:500]
+            return f"{type(exc).__name__}: {exc}"[:500]
+        if response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+
+    async def _record(self, token: str, outcomes: list[tuple[Claimed, str | None]]) -> None:
+        """Mark what was delivered (one statement for all of them) and reschedule the rest."""
+        delivered = [m.id for m, problem in outcomes if problem is None]
         async with self.sessionmaker.begin() as session:
             if delivered:
                 # Whoever holds the claim now, the event reached the platform: it is delivered.
                 await session.execute(
                     update(OutboxMessage)
-                    .where(OutboxMessage.id == message.id, OutboxMessage.status == "PENDING")
+                    .where(OutboxMessage.id.in_(delivered), OutboxMessage.status == "PENDING")
                     .values(
                         status="DELIVERED",
                         delivered_at=func.now(),
@@ -171,8 +169,11 @@ class OutboxRelay:
                         claimed_until=None,
                         last_error=None,
                     )
+                    .execution_options(synchronize_session=False)
                 )
-            else:
+            for message, problem in outcomes:
+                if problem is None:
+                    continue
                 await session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.id == message.id, OutboxMessage.claimed_by == token)
@@ -183,28 +184,36 @@ class OutboxRelay:
                         claimed_until=None,
                         last_error=problem,
                     )
+                    .execution_options(synchronize_session=False)
                 )
-        if delivered:
-            metrics.OUTBOX_DELIVERED.labels(message.type).inc()
-            lag = time.time() - message.occurred_at.timestamp()
-            metrics.OUTBOX_DELIVERY_LAG.labels(message.type).observe(max(lag, 0.0))
-        else:
-            metrics.OUTBOX_FAILURES.labels(message.type).inc()
-            log.warning("outbox: event %s not delivered (%s)", message.event_id, problem)
-        return delivered
+        for message, problem in outcomes:
+            if problem is None:
+                metrics.OUTBOX_DELIVERED.labels(message.type).inc()
+                lag = time.time() - message.occurred_at.timestamp()
+                metrics.OUTBOX_DELIVERY_LAG.labels(message.type).observe(max(lag, 0.0))
+            else:
+                metrics.OUTBOX_FAILURES.labels(message.type).inc()
+                log.warning("outbox: event %s not delivered (%s)", message.event_id, problem)
+
+    async def deliver(self, token: str, message: Claimed) -> bool:
+        problem = await self._post(message)
+        await self._record(token, [(message, problem)])
+        return problem is None
 
     async def run_once(self) -> int:
         # While the platform keeps failing, one event per pass probes it.
         token, claimed = await self.claim(1 if self.failing_passes else self.policy.batch)
         limit = asyncio.Semaphore(self.policy.concurrency)
 
-        async def one(message: Claimed) -> bool:
+        async def one(message: Claimed) -> tuple[Claimed, str | None]:
             async with limit:
-                return await self.deliver(token, message)
+                return message, await self._post(message)
 
-        delivered = await asyncio.gather(*(one(m) for m in claimed))
+        outcomes = await asyncio.gather(*(one(m) for m in claimed))
         if claimed:
-            self.failing_passes = 0 if any(delivered) else self.failing_passes + 1
+            await self._record(token, outcomes)
+            delivered = any(problem is None for _, problem in outcomes)
+            self.failing_passes = 0 if delivered else self.failing_passes + 1
         if time.monotonic() - self._backlog_read_at > 1.0:
             metrics.OUTBOX_BACKLOG.set(await self.pending())
             self._backlog_read_at = time.monotonic()
