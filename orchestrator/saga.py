@@ -128,7 +128,9 @@ class Step:
     settle: CallBuilder | None = None
     kind: StepKind = StepKind.COMPENSATABLE
     timeout: float | None = None  # seconds per call; None: the orchestrator's default
-    retry: RetryPolicy | None = None  # None: the orchestrator's default for the phase
+    # The action's retry policy (None: the orchestrator's default). Compensations and settle
+    # calls always use the orchestrator's compensation policy.
+    retry: RetryPolicy | None = None
 
 
 @dataclass(frozen=True)
