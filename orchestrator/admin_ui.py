@@ -86,14 +86,14 @@ async def sagas(
     states = states[:50]
     context = {
         "sagas": [summary(s) for s in states],
-        "counts": await runner.store.count_by_status(),
+        "counts": await runner.store.counts_at_a_glance(),
         "statuses": list(SagaStatus),
         "types": list(CURRENT),
         "status": chosen,
         "type": type,
         "since": since,
         "next_cursor": _encode_cursor(states[-1]) if more else None,
-        "outbox": await request.app.state.relay.backlog(),
+        "outbox": await request.app.state.relay.backlog(at_a_glance=True),
     }
     return templates.TemplateResponse(request, "sagas.html", context)
 

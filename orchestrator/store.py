@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
@@ -48,6 +48,43 @@ BEGIN_ATTEMPT = text("""
     FROM renewed
     RETURNING id
 """).bindparams(bindparam("request", type_=JSONB))
+
+
+# Below this many rows (by the planner's statistics) a table is counted exactly on every page.
+EXACT_BELOW = 100_000
+
+
+@dataclass(frozen=True)
+class Count:
+    n: int
+    estimated: bool = False
+
+    def __str__(self) -> str:
+        return f"≈{self.n:,}" if self.estimated else f"{self.n:,}"
+
+
+async def planner_estimates(
+    conn: AsyncConnection, table: str, column: str
+) -> tuple[float, dict[str, float]]:
+    """The table's estimated rows and the share of each common value of `column`, from
+    pg_class and pg_stats (no row is read); (-1, {}) before the first ANALYZE."""
+    total = await conn.scalar(
+        text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
+    )
+    row = (
+        await conn.execute(
+            text(
+                "SELECT CAST(most_common_vals AS text), most_common_freqs FROM pg_stats"
+                " WHERE tablename = :t AND attname = :c"
+            ),
+            {"t": table, "c": column},
+        )
+    ).first()
+    shares: dict[str, float] = {}
+    if row is not None and row[0] is not None:
+        values = [v.strip('"') for v in row[0].strip("{}").split(",")]
+        shares = dict(zip(values, row[1], strict=True))
+    return float(total if total is not None else -1), shares
 
 
 class LeaseLost(Exception):
@@ -228,22 +265,49 @@ class SagaStore:
         if since is not None:
             query = query.where(SagaRecord.created_at >= since)
         if after is not None:
-            created, saga_id = after
-            query = query.where(
-                or_(
-                    SagaRecord.created_at < created,
-                    and_(SagaRecord.created_at == created, SagaRecord.id < saga_id),
-                )
-            )
+            # A row comparison, so the index on (created_at, id) seeks straight to the page.
+            query = query.where(tuple_(SagaRecord.created_at, SagaRecord.id) < tuple_(*after))
         async with self.sessionmaker() as session:
             return [SagaState.of(r) for r in await session.scalars(query.limit(limit))]
 
     async def count_by_status(self) -> dict[str, int]:
+        """Exact counts: reads every saga's status (GET /admin/stats, not on any page)."""
         async with self.sessionmaker() as session:
             rows = await session.execute(
                 select(SagaRecord.status, func.count()).group_by(SagaRecord.status)
             )
             return {status: count for status, count in rows}
+
+    async def counts_at_a_glance(self, exact_below: int = EXACT_BELOW) -> dict[str, Count]:
+        """The counts the admin page shows on every load, in constant time: sagas that are not
+        final are counted exactly (there are few, and an index holds them); final ones are
+        counted exactly while the table is small, else estimated from the planner's
+        statistics (kept by autovacuum's ANALYZE), and marked as estimates."""
+        unfinished = (*LIVE, SagaStatus.NEEDS_ATTENTION)
+        async with self.single.connect() as conn:
+            rows = await conn.execute(
+                select(SAGAS.c.status, func.count())
+                .where(SAGAS.c.status.in_(unfinished))
+                .group_by(SAGAS.c.status)
+            )
+            counts = {status: Count(n) for status, n in rows}
+            total, by_status = await planner_estimates(conn, "sagas", "status")
+            if total < exact_below:
+                rows = await conn.execute(
+                    select(SAGAS.c.status, func.count())
+                    .where(SAGAS.c.status.not_in(unfinished))
+                    .group_by(SAGAS.c.status)
+                )
+                counts.update({status: Count(n) for status, n in rows})
+            else:
+                counts.update(
+                    {
+                        status: Count(round(total * share), estimated=True)
+                        for status, share in by_status.items()
+                        if status not in unfinished
+                    }
+                )
+        return dict(sorted(counts.items()))
 
     # -- running (fenced by the lease token) ---------------------------------------------------
 
