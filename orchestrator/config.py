@@ -53,9 +53,9 @@ class Settings(ServiceSettings):
     lease_seconds: float = Field(30.0, gt=0)
     recovery_interval: float = Field(2.0, gt=0)
     recovery_batch: int = Field(100, ge=1)
-    # Recovery resumes no more than this many sagas at once in this process (starts are never
-    # refused): a thousand orphans resumed together would queue on the connection pool.
-    max_running_sagas: int = Field(200, ge=1)
+    # At most this many sagas run at once in this process; more starts are recorded and wait
+    # their turn, and recovery takes over no more than there is room for.
+    max_running_sagas: int = Field(64, ge=1)
     max_wait_seconds: float = Field(120.0, gt=0)
 
     @model_validator(mode="after")

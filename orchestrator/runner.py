@@ -86,7 +86,7 @@ class SagaRunner:
         compensation_policy: RetryPolicy,
         definitions: Mapping[tuple[str, int], SagaDefinition] = REGISTRY,
         on_outcome: Callable[[], None] | None = None,
-        max_running: int = 200,
+        max_running: int = 64,
     ):
         self.definitions = definitions
         for definition in definitions.values():
@@ -105,9 +105,12 @@ class SagaRunner:
         self.step_timeout = step_timeout
         self.action_policy = action_policy
         self.compensation_policy = compensation_policy
-        # Recovery takes over no more sagas than there is room for: a thousand orphans resumed at
-        # once would queue on the connection pool past their leases. Starts are never refused.
+        # At most this many sagas run at once in this process: beyond it, a started saga is
+        # recorded at once and waits its turn (admission control: a flood of starts must not
+        # push the services' answers past the step timeout), and recovery takes over no more
+        # sagas than there is room for. Starts are never refused.
         self.max_running = max_running
+        self._slots = asyncio.Semaphore(max_running)
         self._room = asyncio.Event()  # set when a run ends
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed: dict[uuid.UUID, _Change] = {}
@@ -160,6 +163,10 @@ class SagaRunner:
     # -- running -------------------------------------------------------------------------------
 
     async def run(self, saga_id: uuid.UUID, token: str, state: SagaState | None = None) -> None:
+        async with self._slots:
+            await self._run(saga_id, token, state)
+
+    async def _run(self, saga_id: uuid.UUID, token: str, state: SagaState | None) -> None:
         logs.saga_id.set(str(saga_id))  # this task's log lines, and its calls, carry the saga
         try:
             if state is None:

@@ -34,6 +34,7 @@ async def runner(
     name: str,
     definitions: Mapping[tuple[str, int], SagaDefinition],
     step_timeout: float = 1.0,
+    max_running: int = 64,
 ) -> AsyncIterator[SagaRunner]:
     urls = {n: stack.url(n) for n in ("order", "user", "payment")}
     saga_runner = SagaRunner(
@@ -44,6 +45,7 @@ async def runner(
         action_policy=QUICK,
         compensation_policy=QUICK,
         definitions=definitions,
+        max_running=max_running,
     )
     try:
         yield saga_runner

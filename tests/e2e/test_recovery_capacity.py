@@ -1,4 +1,5 @@
-"""Recovery resumes no more sagas at once than the runner has room for, and still resumes all."""
+"""A runner runs no more sagas at once than it has room for: starts beyond it wait their turn,
+recovery takes over no more than fits; and every saga still finishes."""
 
 import asyncio
 
@@ -31,8 +32,10 @@ def test_recovery_takes_no_more_orphans_than_it_has_room_for(api: Api, stack: St
                 )
                 for o in orders
             ]
-        async with saga_store() as store, runner(store, stack, "capacity", REGISTRY) as r:
-            r.max_running = ROOM
+        async with (
+            saga_store() as store,
+            runner(store, stack, "capacity", REGISTRY, max_running=ROOM) as r,
+        ):
             peak = 0
             spawn = SagaRunner.spawn
 
@@ -47,6 +50,46 @@ def test_recovery_takes_no_more_orphans_than_it_has_room_for(api: Api, stack: St
                 finals = [await r.wait_until_final(s.id, timeout=60) for s in sagas]
             finally:
                 loop.cancel()
+            return peak, [s.status for s in finals]
+
+    try:
+        peak, statuses = asyncio.run(scenario())
+    finally:
+        api.clear_faults()
+    assert peak == ROOM
+    assert statuses == [SagaStatus.COMPLETED] * ORPHANS
+
+
+def test_starts_beyond_the_room_are_recorded_and_wait_their_turn(api: Api, stack: Stack):
+    user_id = api.create_user(1_000_000)
+    orders = [api.create_order(user_id, 1_000) for _ in range(ORPHANS)]
+    api.fault("order", "start_payment", "delay", times=ORPHANS, delay_ms=300)
+
+    async def scenario() -> tuple[int, list[SagaStatus]]:
+        async with (
+            saga_store() as store,
+            runner(store, stack, "admission", REGISTRY, max_running=ROOM) as r,
+        ):
+            running = peak = 0
+            run = r._run
+
+            async def counting_run(*args) -> None:
+                nonlocal running, peak
+                running += 1
+                peak = max(peak, running)
+                try:
+                    await run(*args)
+                finally:
+                    running -= 1
+
+            r._run = counting_run
+            sagas = []
+            for o in orders:  # all started at once, as a burst of requests would
+                token = r.owner.lease_token()
+                saga = await store.create(PAYMENT_SAGA, {"order_id": o}, None, f"order:{o}", token)
+                r.spawn(saga.id, token, saga)
+                sagas.append(saga)
+            finals = [await r.wait_until_final(s.id, timeout=60) for s in sagas]
             return peak, [s.status for s in finals]
 
     try:
