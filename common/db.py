@@ -2,6 +2,7 @@
 
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import psycopg
@@ -10,6 +11,7 @@ from alembic.config import Config
 from psycopg import errors, sql
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
@@ -108,3 +110,14 @@ def create_service_engine(url: URL, pool_size: int, max_overflow: int) -> Engine
     engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
     ping_when_idle(engine)
     return engine
+
+
+def reading(session: Session) -> AbstractContextManager:
+    """A read's own transaction: its connection goes back to the pool when the read is done.
+
+    A session that merely reads keeps its connection until it is closed, after the response is
+    serialised, which for a sync endpoint takes a thread of the request thread pool. With more
+    requests in flight than threads, every thread can end up waiting for a connection held by a
+    request that waits for a thread: the pool starves and requests time out together. Inside a
+    caller's transaction, the read simply joins it."""
+    return nullcontext() if session.in_transaction() else session.begin()

@@ -1,7 +1,10 @@
 """The FastAPI app shell shared by the domain services: engine in the lifespan, error handlers,
 `/health`, `/metrics`, and the fault-injection router when enabled."""
 
-from collections.abc import Iterator, Sequence
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -13,17 +16,36 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common import faults, logs, metrics
 from common.auth import require_service_token
-from common.db import create_service_engine
+from common.db import create_service_engine, reading
 from common.errors import error_body
 from common.fields import IdempotencyKeyValue, Text
 from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
 from common.idempotency import IdempotencyStore, Outcome, StoredResponse
 from common.settings import ServiceSettings
 
+log = logging.getLogger(__name__)
 
-def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.sessionmaker() as session:
+# Where request sessions are closed: its own threads, not the request thread pool (see below).
+_CLOSER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="session-close")
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session for one request, closed on threads of its own.
+
+    A sync generator dependency would close it on the request thread pool (40 threads), and a
+    request that still holds its connection (a read leaves its transaction open until the
+    close) would wait for one of those threads, while every thread waits for a connection: with
+    more requests in flight than threads, the pool starves and every request times out at once
+    (seen at 128 concurrent sagas). Closing only releases, never waits for a connection, so
+    a closer of its own cannot take part in that cycle."""
+    session = request.app.state.sessionmaker()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            # Its connection was held past the endpoint (see common.db.reading).
+            log.warning("%s %s left its transaction open", request.method, request.url.path)
+        await asyncio.get_running_loop().run_in_executor(_CLOSER, session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -34,7 +56,8 @@ health_router = APIRouter(tags=["health"])
 @health_router.get("/health")
 def health(session: SessionDep) -> JSONResponse:
     try:
-        session.execute(text("SELECT 1"))
+        with reading(session):
+            session.execute(text("SELECT 1"))
     except Exception as exc:  # any database failure means: not healthy
         return JSONResponse(error_body("database_unavailable", str(exc)), status_code=503)
     return JSONResponse({"status": "ok"})

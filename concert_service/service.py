@@ -7,6 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common.db import reading
 from common.idempotency import IdempotencyStore, StoredResponse
 from concert_service.domain import (
     ConcertNotFound,
@@ -35,29 +36,33 @@ def create_concert(
 
 
 def get_concert(session: Session, concert_id: int) -> Concert:
-    concert = session.get(Concert, concert_id)
-    if concert is None:
-        raise ConcertNotFound(f"concert {concert_id} does not exist")
-    return concert
+    with reading(session):
+        concert = session.get(Concert, concert_id)
+        if concert is None:
+            raise ConcertNotFound(f"concert {concert_id} does not exist")
+        return concert
 
 
 def list_seats(session: Session, concert_id: int) -> list[SeatView]:
-    get_concert(session, concert_id)
-    rows = session.execute(
-        select(Seat.id, Seat.number, Reservation.status, Reservation.expires_at)
-        .outerjoin(
-            Reservation,
-            (Reservation.seat_id == Seat.id)
-            & Reservation.status.in_((ReservationStatus.HELD, ReservationStatus.CONFIRMED)),
-        )
-        .where(Seat.concert_id == concert_id)
-        .order_by(Seat.number)
-    ).all()
-    now = datetime.now(UTC)
-    return [
-        SeatView(seat_id, number, seat_status(ReservationStatus(s) if s else None, expires, now))
-        for seat_id, number, s, expires in rows
-    ]
+    with reading(session):
+        get_concert(session, concert_id)
+        rows = session.execute(
+            select(Seat.id, Seat.number, Reservation.status, Reservation.expires_at)
+            .outerjoin(
+                Reservation,
+                (Reservation.seat_id == Seat.id)
+                & Reservation.status.in_((ReservationStatus.HELD, ReservationStatus.CONFIRMED)),
+            )
+            .where(Seat.concert_id == concert_id)
+            .order_by(Seat.number)
+        ).all()
+        now = datetime.now(UTC)
+        return [
+            SeatView(
+                seat_id, number, seat_status(ReservationStatus(s) if s else None, expires, now)
+            )
+            for seat_id, number, s, expires in rows
+        ]
 
 
 def _reservation_json(r: Reservation) -> dict[str, Any]:

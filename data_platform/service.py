@@ -4,6 +4,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from common.db import reading
 from data_platform.models import ReceivedEvent
 from data_platform.schemas import Event
 
@@ -27,7 +28,8 @@ def store_event(session: Session, event: Event) -> bool:
 
 
 def list_events(session: Session, event_type: str | None) -> list[ReceivedEvent]:
-    query = select(ReceivedEvent).order_by(ReceivedEvent.seq)
-    if event_type is not None:
-        query = query.where(ReceivedEvent.type == event_type)
-    return list(session.scalars(query))
+    with reading(session):
+        query = select(ReceivedEvent).order_by(ReceivedEvent.seq)
+        if event_type is not None:
+            query = query.where(ReceivedEvent.type == event_type)
+        return list(session.scalars(query))

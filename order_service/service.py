@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
+from common.db import reading
 from common.fields import INT64_MAX
 from common.idempotency import IdempotencyStore, StoredResponse
 from order_service.domain import (
@@ -54,10 +55,11 @@ def create_order(session: Session, user_id: int, lines: list[OrderLine]) -> Orde
 
 
 def get_order(session: Session, order_id: int) -> OrderView:
-    order = session.get(Order, order_id)
-    if order is None:
-        raise OrderNotFound(order_id)
-    return _view(order)
+    with reading(session):
+        order = session.get(Order, order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        return _view(order)
 
 
 def _compare_and_set(

@@ -7,6 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common.db import reading
 from common.idempotency import IdempotencyStore, StoredResponse
 from payment_service.domain import PaymentAlreadyApproved, PaymentStatus, PaymentView
 from payment_service.models import IdempotencyRecord, Payment
@@ -32,12 +33,13 @@ def to_json(view: PaymentView) -> dict[str, Any]:
 def list_payments(
     session: Session, order_id: int | None, reservation_id: int | None = None
 ) -> list[PaymentView]:
-    query = select(Payment).order_by(Payment.id)
-    if order_id is not None:
-        query = query.where(Payment.order_id == order_id)
-    if reservation_id is not None:
-        query = query.where(Payment.reservation_id == reservation_id)
-    return [_view(p) for p in session.scalars(query)]
+    with reading(session):
+        query = select(Payment).order_by(Payment.id)
+        if order_id is not None:
+            query = query.where(Payment.order_id == order_id)
+        if reservation_id is not None:
+            query = query.where(Payment.reservation_id == reservation_id)
+        return [_view(p) for p in session.scalars(query)]
 
 
 def approve_payment(

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from common.db import reading
 from common.fields import INT64_MAX
 from common.idempotency import IdempotencyStore, Outcome, StoredResponse
 from user_service.domain import (
@@ -50,10 +51,11 @@ def create_user(session: Session, name: str, balance: int) -> UserView:
 
 
 def get_user(session: Session, user_id: int) -> UserView:
-    user = session.get(User, user_id)
-    if user is None:
-        raise UserNotFound(user_id)
-    return _view(user)
+    with reading(session):
+        user = session.get(User, user_id)
+        if user is None:
+            raise UserNotFound(user_id)
+        return _view(user)
 
 
 def _deduct(session: Session, user_id: int, amount: int, key: str) -> dict[str, Any]:
