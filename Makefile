@@ -32,7 +32,8 @@ test: install ## Run the whole test suite (on the local PostgreSQL, or an embedd
 chaos: install ## Chaos run: 300 sagas under faults and SIGKILLs, then check every invariant
 	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
 
-bench: install ## Benchmarks, as ratios to baselines measured in the same run (writes docs/benchmarks.md)
+bench: install ## Benchmarks against the floor, DBOS and Temporal, as ratios (writes docs/benchmarks.md)
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 purge: install ## Purge old finished sagas (PURGE_ARGS="--older-than 30d [--dry-run] [--archive F]")

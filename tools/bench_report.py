@@ -1,0 +1,180 @@
+"""docs/benchmarks.md, written by `make bench` (tools/bench.py) from the numbers of its run."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def _peer_failures(failures: dict[str, str]) -> str:
+    return "".join(f"\n\nThe {name} peer {why}." for name, why in failures.items())
+
+
+def _violations(violations: list[str]) -> str:
+    if not violations:
+        return "**all hold**"
+    listed = "; ".join(violations[:5])
+    return f"**{len(violations)} violations** ({listed})"
+
+
+def _recovery(recovery) -> str:
+    if recovery is None:
+        return "_Skipped in this run (`--recovery 0`)._"
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(recovery.statuses.items()))
+    return f"""{recovery.sagas:,} payment sagas were started while the user service was stopped
+(SIGSTOP), so that every one of them was in flight at its deduction; then the orchestrator was
+killed with SIGKILL, the user service resumed, and the orchestrator restarted on the same port
+(its instance id is host:port, so it takes back its own sagas at once instead of waiting for
+their leases to expire). The baseline is the same number of sagas started the same way with
+nothing stopped or killed: the time the machine needs to run them at all.
+
+| measure | seconds |
+|---|---:|
+| sagas unfinished at the kill | {recovery.in_flight:,} |
+| restart until `/health` answers | {recovery.restart_seconds:.1f} |
+| restart until every saga is final | {recovery.final_seconds:.1f} |
+| baseline: start to every saga final, no crash | {recovery.baseline_seconds:.1f} |
+
+Final statuses of the recovered sagas: {by_status}. Every call that the killed process left
+with an unknown outcome was repeated under its key after the restart. The saga's invariants
+(`tools/invariants.py`: money conserved, order, payment and deductions agreeing with each saga's
+outcome, no key applied twice), checked from the databases over these sagas:
+{_violations(recovery.violations)}.
+The recovery resumes at most `ORCHESTRATOR_MAX_RUNNING_SAGAS` (64) at a time, so the
+thousand share the connection pool without queueing past their leases; the time to final is
+then set by the machine's throughput, as the baseline shows."""
+
+
+def _scale(scale, table: str) -> str:
+    if scale is None:
+        return "_Skipped in this run (`--scale 0`)._"
+    return f"""{scale.seeded:,} finished sagas (with their step attempts and delivered events) were
+written into the orchestrator's tables by `tools/bench_scale.py` (server-side `INSERT ...
+SELECT generate_series`, then `VACUUM ANALYZE`; {scale.seed_seconds:.0f} s), beside the running
+orchestrator. Throughput at concurrency 32 and the admin list were measured before and after.
+
+{table}
+
+Finished sagas older than a given age are removed with `python -m orchestrator purge
+--older-than 30d` (`orchestrator/maintenance.py`; `--dry-run` counts first).
+
+<details><summary>The plan of every query on the hot path, in recovery, in the relay, for the
+admin list and in the purge (captured from the driver as the real code runs, then EXPLAINed
+against the seeded database)</summary>
+
+{scale.plans}
+
+</details>"""
+
+
+def render(
+    *,
+    machine: str,
+    minutes: float,
+    args,
+    targets: str,
+    headline: list[str],
+    concurrency: str,
+    profile: str,
+    peers: str,
+    peer_failures: dict[str, str],
+    platform: str,
+    recovery,
+    scale,
+    scale_table: str,
+    plot: Path | None,
+) -> str:
+    picture = (
+        f"![throughput and p99 latency against concurrency]({plot.relative_to('docs')})"
+        if (plot and plot.parts[0] == "docs")
+        else (f"Plot: `{plot}`." if plot else "_No plot: matplotlib is not installed._")
+    )
+    bullets = "\n".join(f"- {line}" for line in headline)
+    return f"""# Benchmarks
+
+Written by `make bench` (`tools/bench.py`, this page by `tools/bench_report.py`); the numbers
+below are from its latest run, which took {minutes:.1f} minutes.
+
+Machine: {machine}. Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
+
+## Method
+
+Every process runs on this machine, each service on its own database on one PostgreSQL server;
+the load comes from the benchmark's own process. Latency is a payment's start to final as a
+client waits for it (`POST /payments?wait=60`). Whatever is compared is measured in the same
+run, back to back or interleaved in rounds, and reported as a ratio to its baseline: the
+machine is shared and noisy, so absolute numbers move between runs; ratios much less. CPU is
+utime + stime per saga, from /proc, by process; `postgres` is the whole server (all backends).
+
+## Headline
+
+{bullets}
+
+## Targets
+
+{targets}
+
+{picture}
+
+## 1. The saga against the floor
+
+{args.per_level} payments per run at each concurrency level (a third of that at concurrency 1),
+through the saga and through the floor: the same four domain calls with the same idempotency
+keys, made by a bare async client with no saga persistence, no retries and no outbox. Each pair
+is measured back to back.
+
+{concurrency}
+
+What the saga adds per payment: one more call (the order is read before the saga is recorded,
+so that a bad order is a 404/409 at once, not a compensated saga), two statements per step in
+the orchestrator's database (the write-ahead of the call, and the move that records its end),
+the saga's row, and the outbox event with its delivery to the data platform. On two cores every
+process competes for the same CPU, so throughput follows the CPU column.
+
+### Where the orchestrator's time goes
+
+py-spy, sampling the orchestrator during the saga run at concurrency 32:
+
+{profile}
+
+What was done, in order, as the profile pointed (each measured as CPU ms per saga in the
+orchestrator, the least noisy number on this machine): the ORM on the hot path replaced by Core
+statements, a step's write-ahead made one statement (a CTE renews the lease and inserts the
+attempt), the end of a call written in the same transaction as the saga's move, a waiting
+client answered from memory instead of by polling (about 95 -> 46 ms); both HTTP middlewares
+turned into plain ASGI ones (every service gains); the pre-ping of every pooled connection at
+checkout replaced by a ping only after 2 s idle (46 -> 36 ms). What remains is spread over the
+database driver (psycopg's per-statement work, BEGIN and COMMIT), httpx/httpcore for the six
+calls a saga makes, and the framework.
+
+## 2. The peers: DBOS Transact and Temporal
+
+The same payment saga (`tools/peers/`): the same steps, keys, compensations, error
+classification and retry budgets as ours, on the same services, with only the durability
+engine changed. DBOS Transact 3.x keeps its workflows in PostgreSQL, in the same server;
+Temporal runs its dev server (`temporal server start-dev`, SQLite) with a worker and an HTTP
+front in one process. Neither writes an outbox event nor reads the order before starting, so
+they do a little less work per payment than ours. Each level (`--peer-levels`: {args.peer_levels})
+is measured back to back with ours. Concurrency 128 is not run for the peers by default: in the
+runs made while building this, the DBOS peer stalled there, its clients waiting out their 120 s
+timeout; `--peer-levels 8,32,128` tries it.
+
+{peers}{_peer_failures(peer_failures)}
+
+## 3. The data platform does not slow payments
+
+{args.platform_sagas} payment sagas per condition at concurrency {args.platform_concurrency}, in
+{args.rounds} interleaved rounds, with the data platform up, down (every delivery refused), and
+answering every delivery after 2 s. The saga writes its event in the same transaction as its
+outcome and the relay delivers it later, so the three should match (target: within 1.1x of
+"up"). "Up" tends to be the slowest: only there does the relay, in the orchestrator, deliver
+events; a dead platform is probed once per backoff, not retried per event.
+
+{platform}
+
+## 4. Recovery after a SIGKILL
+
+{_recovery(recovery)}
+
+## 5. Scale of the stored state
+
+{_scale(scale, scale_table)}
+"""
