@@ -376,7 +376,9 @@ async def _run_the_queries(
                     await relay.deliver(claim_token, events[0])
             with capture.label("relay: the backlog metric (every second)"):
                 await relay.pending()
-            with capture.label("admin page and /admin/outbox: outbox counts"):
+            with capture.label("admin page: outbox counts at a glance"):
+                await relay.backlog(at_a_glance=True)
+            with capture.label("/admin/outbox: exact outbox counts (an API call, not a page)"):
                 await relay.backlog()
         with capture.label("admin: outbox rows"):
             await list_messages(sessions, None, 100)
@@ -396,7 +398,9 @@ async def _run_the_queries(
             await store.page(status=None, saga_type=None, limit=51, after=None, since=since)
         with capture.label("admin list: next page (cursor)"):
             await store.page(status=None, saga_type=None, limit=51, after=cursor)
-        with capture.label("admin page and /admin/stats: counts by status"):
+        with capture.label("admin page: counts by status at a glance"):
+            await store.counts_at_a_glance()
+        with capture.label("/admin/stats: exact counts by status (an API call, not a page)"):
             await store.count_by_status()
     finally:
         await engine.dispose()
