@@ -245,7 +245,9 @@ class OutboxRelay:
                 .where(OutboxMessage.status == "PENDING")
             )
 
-    async def backlog(self, *, at_a_glance: bool = False) -> dict[str, Any]:
+    async def backlog(
+        self, *, at_a_glance: bool = False, exact_below: int = EXACT_BELOW
+    ) -> dict[str, Any]:
         """Pending and delivered events, and the age of the oldest pending one. `at_a_glance`
         (the admin page, on every load): pending exactly, through their index; delivered
         estimated from the planner's statistics once the table is large (see
@@ -263,7 +265,7 @@ class OutboxRelay:
                     select(func.count()).select_from(OutboxMessage).where(pending_only)
                 )
                 total, _ = await planner_estimates(conn, "outbox", "status")
-                if total >= EXACT_BELOW:
+                if total >= exact_below:
                     delivered = Count(round(max(total - pending, 0)), estimated=True)
                     return {
                         "pending": pending,
