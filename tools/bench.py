@@ -677,7 +677,8 @@ def targets(results, peers, platform_samples, recovery, scale) -> tuple[str, lis
         ours, peer = by_level[c32]
         r = ours.throughput / max(peer.throughput, 1e-9)
         rows.append(f"| throughput at c={c32} ≥ 2x {name} | {r:.2f}x | {_verdict(r >= 2)} |")
-        headline.append(f"{r:.2f}x {name}'s throughput at concurrency {c32}")
+        shown = {"dbos": "DBOS", "temporal": "Temporal"}.get(name, name)
+        headline.append(f"throughput at concurrency {c32}: {r:.2f}x {shown}'s")
     if (8, "saga") in results:
         r = results[(8, "saga")].p50 / results[(8, "floor")].p50
         rows.append(f"| p50 at c=8 ≤ 1.5x the floor | {r:.2f}x | {_verdict(r <= 1.5)} |")
@@ -721,6 +722,21 @@ def targets(results, peers, platform_samples, recovery, scale) -> tuple[str, lis
             f"≤ {admin:.2f}x of an empty database"
         )
     return "\n".join(rows), headline
+
+
+README_MARKS = ("<!-- bench:headline (written by make bench) -->", "<!-- /bench:headline -->")
+
+
+def _readme_headline(readme: Path, headline: list[str]) -> None:
+    """The README's headline numbers, between its markers, from this run."""
+    text = readme.read_text()
+    start, end = README_MARKS
+    if start not in text or end not in text:
+        return
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    lines = "\n".join(f"- {line}" for line in headline)
+    readme.write_text(f"{before}{start}\n{lines}\n{end}{after}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -807,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
             plot=args.plot if plotted else None,
         )
     )
+    _readme_headline(Path("README.md"), headline)
     print("\n".join(headline))
     print(
         f"bench: wrote {args.output} in {(time.monotonic() - started) / 60:.1f} min",
