@@ -2,12 +2,14 @@
 saga id, step and phase) on every line, so that one saga can be followed across every process
 with one grep.
 
-The request id comes from the caller's `X-Request-ID` header, or is made here; it is answered back
-in the same header, and the orchestrator sends its saga's request id with every call it makes.
+The request id comes from the caller's `X-Request-ID` header (1 to 128 of `A-Za-z0-9._:-`), or is
+made here; it is answered back in the same header, and the orchestrator sends its saga's request
+id with every call it makes.
 """
 
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -67,6 +69,16 @@ def configure(service: str, level: str) -> None:
 
 access_log = logging.getLogger("access")
 _REQUEST_ID_RAW = REQUEST_ID_HEADER.lower().encode()
+# A caller's request id is taken as it is only if it looks like one: anything else (too long for
+# the saga's column, or bytes that are not text) is replaced by a fresh id, never a 500.
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    incoming = next((v for k, v in headers if k == _REQUEST_ID_RAW), b"")
+    if _VALID_REQUEST_ID.fullmatch(incoming):
+        return incoming.decode("ascii")
+    return uuid.uuid4().hex
 
 
 class RequestIdMiddleware:
@@ -82,8 +94,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((v for k, v in scope["headers"] if k == _REQUEST_ID_RAW), b"").decode()
-        rid = incoming or uuid.uuid4().hex
+        rid = _request_id(scope["headers"])
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500  # unless the app answers: an exception becomes a 500 further out

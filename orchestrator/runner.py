@@ -12,7 +12,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,6 +51,52 @@ from orchestrator.saga import (
 from orchestrator.store import LeaseLost, Owner, SagaState, SagaStore
 
 log = logging.getLogger(__name__)
+
+
+class _Slots:
+    """At most `size` saga runs at once. A run waiting for a slot that goes `first` (a recovered
+    saga, an operator's retry: one holding a semantic lock, perhaps money) is handed the next
+    free slot before any new start: under sustained load, recovery is never starved."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.held = 0
+        self._first: deque[asyncio.Future[None]] = deque()
+        self._next: deque[asyncio.Future[None]] = deque()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, first: bool) -> AsyncIterator[None]:
+        await self._acquire(first)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, first: bool) -> None:
+        if self.held < self.size and not self._first and not self._next:
+            self.held += 1
+            return
+        queue = self._first if first else self._next
+        waiter = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            await waiter  # a run that ends hands its slot over: `held` does not change
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot as it was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for queue in (self._first, self._next):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self.held -= 1
 
 
 class _Change(asyncio.Event):
@@ -107,10 +154,12 @@ class SagaRunner:
         self.compensation_policy = compensation_policy
         # At most this many sagas run at once in this process: beyond it, a started saga is
         # recorded at once and waits its turn (admission control: a flood of starts must not
-        # push the services' answers past the step timeout), and recovery takes over no more
-        # sagas than there is room for. Starts are never refused.
+        # push the services' answers past the step timeout). Recovered sagas go first, and
+        # recovery takes over no more than can wait at the head of the line. Starts are never
+        # refused.
         self.max_running = max_running
-        self._slots = asyncio.Semaphore(max_running)
+        self._slots = _Slots(max_running)
+        self._first_waiting = 0  # recovered or retried runs spawned, not yet holding a slot
         self._room = asyncio.Event()  # set when a run ends
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed: dict[uuid.UUID, _Change] = {}
@@ -120,11 +169,23 @@ class SagaRunner:
 
     # -- scheduling ----------------------------------------------------------------------------
 
-    def spawn(self, saga_id: uuid.UUID, token: str, state: SagaState | None = None) -> None:
-        """Run a saga in the background; `state`, if given, is its row as just written."""
+    def spawn(
+        self,
+        saga_id: uuid.UUID,
+        token: str,
+        state: SagaState | None = None,
+        *,
+        first: bool = False,
+    ) -> None:
+        """Run a saga in the background; `state`, if given, is its row as just written; `first`:
+        ahead of new starts for a slot (a recovered saga, an operator's retry)."""
         if state is not None:
             self._running[saga_id] = state
-        task = asyncio.create_task(self.run(saga_id, token, state), name=f"saga-{saga_id}")
+        if first:
+            self._first_waiting += 1
+        task = asyncio.create_task(
+            self.run(saga_id, token, state, first=first), name=f"saga-{saga_id}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._run_ended)
 
@@ -147,24 +208,45 @@ class SagaRunner:
         """The saga once final, or as it stands at the deadline. A saga run by another replica is
         noticed by polling the database; one run here wakes the waiter with its new state."""
         deadline = time.monotonic() + timeout
+        silent = False  # no word from a run here since the last look: ask the store
         while True:
             changed = self._changed.setdefault(saga_id, _Change())
-            state = self._running.get(saga_id) or await self.store.get(saga_id)
+            state = (None if silent else self._running.get(saga_id)) or await self.store.get(
+                saga_id
+            )
             remaining = deadline - time.monotonic()
             if state is None or state.is_final or remaining <= 0:
                 if not changed.is_set() and self._changed.get(saga_id) is changed:
                     del self._changed[saga_id]  # nobody will set it: another replica runs it
                 return state
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
+                silent = False
+            except TimeoutError:
+                silent = True
             if changed.state is not None and changed.state.is_final:
                 return changed.state
 
     # -- running -------------------------------------------------------------------------------
 
-    async def run(self, saga_id: uuid.UUID, token: str, state: SagaState | None = None) -> None:
-        async with self._slots:
-            await self._run(saga_id, token, state)
+    async def run(
+        self,
+        saga_id: uuid.UUID,
+        token: str,
+        state: SagaState | None = None,
+        *,
+        first: bool = False,
+    ) -> None:
+        waiting = first
+        try:
+            async with self._slots.slot(first=first):
+                if waiting:
+                    self._first_waiting -= 1
+                    waiting = False
+                await self._run(saga_id, token, state)
+        finally:
+            if waiting:  # cancelled before it got a slot
+                self._first_waiting -= 1
 
     async def _run(self, saga_id: uuid.UUID, token: str, state: SagaState | None) -> None:
         logs.saga_id.set(str(saga_id))  # this task's log lines, and its calls, carry the saga
@@ -412,23 +494,23 @@ class SagaRunner:
         claimed = await self.store.claim_expired(self.owner, limit, own_orphans=own_orphans)
         for saga_id, token in claimed:
             log.info("saga %s: recovered, resuming", saga_id)
-            self.spawn(saga_id, token)
+            self.spawn(saga_id, token, first=True)
         return len(claimed)
 
     async def recovery_loop(self, interval: float, batch: int) -> None:
         """Resume sagas whose owner died (its lease expired), here or in another replica, as
-        many as there is room for. The passes also take back what a previous run of this same
-        instance left behind, until none is left."""
+        many as can wait at the head of the line for a slot (`max_running`). The passes also
+        take back what a previous run of this same instance left behind, until none is left."""
         own_orphans = True
         while True:
             full = False
             try:
                 while True:
-                    room = min(batch, self.max_running - len(self._tasks))
+                    self._room.clear()  # before looking: a run that ends after this wakes us
+                    room = min(batch, self.max_running - self._first_waiting)
                     if room <= 0:
                         full = True
                         break
-                    self._room.clear()
                     if await self.recover(room, own_orphans=own_orphans) < room:
                         own_orphans = False  # none of ours is left behind
                         break
@@ -447,5 +529,5 @@ class SagaRunner:
         token = await self.store.claim_for_retry(state.id, self.owner, to)
         if token is None:
             return False
-        self.spawn(state.id, token)
+        self.spawn(state.id, token, first=True)
         return True

@@ -75,7 +75,7 @@ async def planner_estimates(
         await conn.execute(
             text(
                 "SELECT CAST(most_common_vals AS text), most_common_freqs FROM pg_stats"
-                " WHERE tablename = :t AND attname = :c"
+                " WHERE schemaname = current_schema() AND tablename = :t AND attname = :c"
             ),
             {"t": table, "c": column},
         )
@@ -292,7 +292,7 @@ class SagaStore:
             )
             counts = {status: Count(n) for status, n in rows}
             total, by_status = await planner_estimates(conn, "sagas", "status")
-            if total < exact_below:
+            if total < exact_below or not by_status:  # small, or no statistics yet: count
                 rows = await conn.execute(
                     select(SAGAS.c.status, func.count())
                     .where(SAGAS.c.status.not_in(unfinished))

@@ -16,18 +16,37 @@ ORPHANS = 10
 ROOM = 3
 
 
+def _counting_runs(r: SagaRunner) -> dict[str, int]:
+    """Count the runs holding a slot (in `_run`), and their peak."""
+    counts = {"running": 0, "peak": 0}
+    run = r._run
+
+    async def counting_run(*args) -> None:
+        counts["running"] += 1
+        counts["peak"] = max(counts["peak"], counts["running"])
+        try:
+            await run(*args)
+        finally:
+            counts["running"] -= 1
+
+    r._run = counting_run
+    return counts
+
+
 def test_recovery_takes_no_more_orphans_than_it_has_room_for(api: Api, stack: Stack):
     user_id = api.create_user(1_000_000)
     orders = [api.create_order(user_id, 1_000) for _ in range(ORPHANS)]
     # Every run holds its first call for a while, so that runs overlap.
     api.fault("order", "start_payment", "delay", times=ORPHANS, delay_ms=300)
 
-    async def scenario() -> tuple[int, list[SagaStatus]]:
-        # Sagas whose owner died: created under leases that have already run out.
-        async with saga_store(lease_seconds=-1) as dead_owner:
-            owner = Owner.new("dead-owner")
+    async def scenario() -> tuple[int, list[SagaStatus], set[str]]:
+        # Sagas left behind by an earlier incarnation of this same instance ("capacity"), as
+        # after a SIGKILL: their leases have not expired, so only this instance takes them back
+        # (the stack's own orchestrator, on the same database, leaves them alone).
+        async with saga_store() as dead:
+            owner = Owner.new("capacity")
             sagas = [
-                await dead_owner.create(
+                await dead.create(
                     PAYMENT_SAGA, {"order_id": o}, None, f"order:{o}", owner.lease_token()
                 )
                 for o in orders
@@ -36,28 +55,22 @@ def test_recovery_takes_no_more_orphans_than_it_has_room_for(api: Api, stack: St
             saga_store() as store,
             runner(store, stack, "capacity", REGISTRY, max_running=ROOM) as r,
         ):
-            peak = 0
-            spawn = SagaRunner.spawn
-
-            def counting_spawn(*args, **kwargs) -> None:
-                nonlocal peak
-                spawn(r, *args, **kwargs)
-                peak = max(peak, len(r._tasks))
-
-            r.spawn = counting_spawn
+            counts = _counting_runs(r)
             loop = asyncio.create_task(r.recovery_loop(interval=5, batch=100))
             try:
                 finals = [await r.wait_until_final(s.id, timeout=60) for s in sagas]
             finally:
                 loop.cancel()
-            return peak, [s.status for s in finals]
+            owners = {a.owner.split(".")[0] for s in sagas for a in await store.attempts(s.id)}
+            return counts["peak"], [s.status for s in finals], owners
 
     try:
-        peak, statuses = asyncio.run(scenario())
+        peak, statuses, owners = asyncio.run(scenario())
     finally:
         api.clear_faults()
     assert peak == ROOM
     assert statuses == [SagaStatus.COMPLETED] * ORPHANS
+    assert len(owners) == 1 and owners.pop().startswith("capacity#")  # all run here
 
 
 def test_starts_beyond_the_room_are_recorded_and_wait_their_turn(api: Api, stack: Stack):
@@ -70,19 +83,7 @@ def test_starts_beyond_the_room_are_recorded_and_wait_their_turn(api: Api, stack
             saga_store() as store,
             runner(store, stack, "admission", REGISTRY, max_running=ROOM) as r,
         ):
-            running = peak = 0
-            run = r._run
-
-            async def counting_run(*args) -> None:
-                nonlocal running, peak
-                running += 1
-                peak = max(peak, running)
-                try:
-                    await run(*args)
-                finally:
-                    running -= 1
-
-            r._run = counting_run
+            counts = _counting_runs(r)
             sagas = []
             for o in orders:  # all started at once, as a burst of requests would
                 token = r.owner.lease_token()
@@ -90,7 +91,7 @@ def test_starts_beyond_the_room_are_recorded_and_wait_their_turn(api: Api, stack
                 r.spawn(saga.id, token, saga)
                 sagas.append(saga)
             finals = [await r.wait_until_final(s.id, timeout=60) for s in sagas]
-            return peak, [s.status for s in finals]
+            return counts["peak"], [s.status for s in finals]
 
     try:
         peak, statuses = asyncio.run(scenario())
