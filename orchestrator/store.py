@@ -6,8 +6,21 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
@@ -401,9 +414,9 @@ class SagaStore:
         finished_attempt: tuple[int, str, dict[str, Any] | None] | None = None,
     ) -> None:
         """Persist the saga's next position; a final or stuck saga gives up its lease. The
-        outcome's event goes into the outbox in the same transaction: it exists if and only if
+        outcome's event goes into the outbox in the same statement: it exists if and only if
         the outcome committed. `finished_attempt` (attempt id, status, response) records the
-        end of the call that led here in the same transaction, saving a round of writes."""
+        end of the call that led here in the same statement too."""
         check_transition(state.status, to.status)
         values: dict[str, Any] = {
             "status": to.status,
@@ -424,32 +437,43 @@ class SagaStore:
             values["lease_expires_at"] = func.now() + self.lease
         if to.status in FINAL_STATUSES:
             values["finished_at"] = func.now()
-        async with self.engine.begin() as conn:
-            moved = await conn.scalar(
-                update(SAGAS)
-                .where(
-                    SAGAS.c.id == state.id,
-                    SAGAS.c.lease_owner == token,
-                    SAGAS.c.status == state.status,
-                )
-                .values(**values)
-                .returning(SAGAS.c.id)
+        # One statement, atomic on its own: the fenced move, and only if it matched, the end of
+        # the call that led here and the outcome's event (data-modifying CTEs of the move).
+        moved = (
+            update(SAGAS)
+            .where(
+                SAGAS.c.id == state.id,
+                SAGAS.c.lease_owner == token,
+                SAGAS.c.status == state.status,
             )
-            if moved is None:
+            .values(**values)
+            .returning(SAGAS.c.id)
+            .cte("moved")
+        )
+        statement = select(moved.c.id)
+        if finished_attempt is not None:
+            attempt_id, status, response = finished_attempt
+            finish = (
+                self._finish(attempt_id, status, response, None)
+                .where(exists(select(moved.c.id)))
+                .returning(STEPS.c.id)
+                .cte("finished")
+            )
+            statement = statement.add_cte(finish)
+        if event is not None:
+            row = select(
+                literal(uuid.uuid4(), UUID(as_uuid=True)),
+                moved.c.id,
+                literal(event.aggregate_id),
+                literal(event.type),
+                literal(event.payload, JSONB),
+            )
+            columns = ["event_id", "saga_id", "aggregate_id", "type", "payload"]
+            written = insert(OUTBOX).from_select(columns, row).returning(OUTBOX.c.id).cte("event")
+            statement = statement.add_cte(written)
+        async with self.single.connect() as conn:
+            if await conn.scalar(statement) is None:
                 raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
-            if finished_attempt is not None:
-                attempt_id, status, response = finished_attempt
-                await conn.execute(self._finish(attempt_id, status, response, None))
-            if event is not None:
-                await conn.execute(
-                    insert(OUTBOX).values(
-                        event_id=uuid.uuid4(),
-                        saga_id=state.id,
-                        aggregate_id=event.aggregate_id,
-                        type=event.type,
-                        payload=event.payload,
-                    )
-                )
 
     # -- recovery ------------------------------------------------------------------------------
 
