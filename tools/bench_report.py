@@ -49,7 +49,9 @@ def _scale(scale, table: str) -> str:
     return f"""{scale.seeded:,} finished sagas (with their step attempts and delivered events) were
 written into the orchestrator's tables by `tools/bench_scale.py` (server-side `INSERT ...
 SELECT generate_series`, then `VACUUM ANALYZE`; {scale.seed_seconds:.0f} s), beside the running
-orchestrator. Throughput at concurrency 32 and the admin list were measured before and after.
+orchestrator, followed by a `CHECKPOINT` and a warm-up run. Throughput at concurrency 32 and the
+admin list (60 requests per page) were measured before and after; the two cannot be interleaved,
+so this pair is noisier than the others.
 
 {table}
 
@@ -165,12 +167,13 @@ saga adds the orchestrator's own (about 25 ms: an inbound request, five outbound
 statements, the relay's delivery) and the data platform's: about twice the floor's CPU per
 payment, so about half its throughput. Reaching 0.6x would take the orchestrator to about a third
 of its CPU again; what remains is spread over the database driver, the HTTP client and the
-framework (the profile above), none of it waiting, and none of it one thing to remove. The same arithmetic bounds the
-p50 at concurrency 8 (latency under a saturated CPU is queueing) and the recovery: the thousand
-sagas take as long after a crash as they take without one (the baseline), so the restart itself
-costs about nothing, but finishing a thousand sagas in 15 s needs about three times the
-throughput this machine gives the whole system. On a machine where the orchestrator has cores of its own, it is not on the services'
-path for CPU, and these ratios move towards the latency of its extra call and writes. DBOS, which
+framework (the profile above), none of it waiting, and none of it one thing to remove. The
+same arithmetic bounds the p50 at concurrency 8 (latency under a saturated CPU is queueing) and
+the recovery: the thousand sagas take as long after a crash as they take without one (the
+baseline), so the restart itself costs about nothing, but finishing a thousand sagas in 15 s
+needs about three times the throughput this machine gives the whole system. On a machine where
+the orchestrator has cores of its own, it is not on the services' path for CPU, and these ratios
+move towards the latency of its extra call and writes. DBOS, which
 also keeps its state in PostgreSQL through a Python library, costs about the same per saga;
 Temporal's dev server costs much more.
 
