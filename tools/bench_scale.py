@@ -367,8 +367,12 @@ async def _run_the_queries(
             done = Position(SagaStatus.COMPLETED, 4, Phase.ACTION)
             outcome = OutcomeEvent(lock, "order.paid", {"order_id": 1})
             await store.move(replace(state, step=1), token, done, event=outcome)
-        # Statistics for the scratch tables, so that the page's counts take the path they take on
-        # a large table (exact_below=0 below) rather than counting a table never analyzed.
+        # Statistics for the scratch tables (a few hundred finished sagas, so that they have a
+        # most common status), so that the page's counts take the path they take on a large
+        # table (exact_below=0 below) rather than counting a table never analyzed.
+        await asyncio.to_thread(
+            seed_finished_sagas, scratch.render_as_string(hide_password=False), 500
+        )
         async with engine.connect() as conn:
             await conn.execute(text("ANALYZE sagas, outbox"))
         ok = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
