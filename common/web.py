@@ -30,7 +30,7 @@ _CLOSER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="session-close")
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    """A session for one request, closed on threads of its own.
+    """A session for one request; one left in a transaction is closed on threads of its own.
 
     A sync generator dependency would close it on the request thread pool (40 threads), and a
     request that still holds its connection (a read leaves its transaction open until the
@@ -43,9 +43,12 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         yield session
     finally:
         if session.in_transaction():
-            # Its connection was held past the endpoint (see common.db.reading).
+            # Its connection was held past the endpoint (see common.db.reading): giving it back
+            # is a round trip (a rollback), done off the event loop.
             log.warning("%s %s left its transaction open", request.method, request.url.path)
-        await asyncio.get_running_loop().run_in_executor(_CLOSER, session.close)
+            await asyncio.get_running_loop().run_in_executor(_CLOSER, session.close)
+        else:
+            session.close()  # holds no connection: nothing to give back, no I/O
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
