@@ -2,7 +2,7 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-SERVICES := order_service user_service payment_service orchestrator
+SERVICES := order_service user_service payment_service concert_service data_platform orchestrator
 
 .DEFAULT_GOAL := help
 
@@ -23,11 +23,22 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 run-all: install ## Start every service in the foreground (Ctrl-C stops them all)
 	$(BIN)/python -m common.run_all
 
-migrate: install ## Create and migrate every service's database
+migrate: install ## Create and migrate the database of every process
 	@for s in $(SERVICES); do $(BIN)/python -m $$s migrate || exit 1; done
 
-test: install ## Run the whole test suite (on the local PostgreSQL, or an embedded one)
+test: install browser ## Run the whole test suite (on the local PostgreSQL, or an embedded one)
 	$(BIN)/pytest
+
+# The admin page test drives Debian's Chromium (Playwright cannot download a browser here).
+browser: ## Install Debian's chromium for the admin page test, if it is missing
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make: installing Debian's chromium (the admin page test drives it)"; \
+	    apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; \
+	  else \
+	    echo "make: the admin page test needs Debian's chromium: run 'sudo apt-get install -y chromium'" >&2; \
+	    exit 1; \
+	  fi; }
 
 chaos: install ## Chaos run: 300 sagas under faults and SIGKILLs, then check every invariant
 	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
@@ -45,4 +56,4 @@ lint: install ## Check style (ruff)
 clean: ## Remove the virtualenv, caches and the embedded database's data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info
 
-.PHONY: help install run-all migrate test chaos bench purge lint clean
+.PHONY: help install browser run-all migrate test chaos bench purge lint clean

@@ -29,7 +29,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 def page():
     if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed: .ci/run installs it (apt-get)")
+        pytest.fail("Debian's chromium is not installed: `make browser` installs it")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser.new_page(viewport={"width": 1280, "height": 720})
