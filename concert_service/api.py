@@ -1,16 +1,12 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from common.auth import require_service_token
 from common.faults import fault_point
-from common.fields import INT64_MAX
+from common.fields import PathId
 from common.web import IdempotencyKey, SessionDep, stored_response
 from concert_service import service
 from concert_service.schemas import ConcertOut, CreateConcert, HoldSeat, ReleaseHold, SeatOut
-
-Ident = Annotated[int, Path(ge=1, le=INT64_MAX)]
 
 router = APIRouter(tags=["concerts"])
 # Called by the orchestrator only: a service token, a required Idempotency-Key.
@@ -28,14 +24,14 @@ def create_concert(body: CreateConcert, session: SessionDep) -> ConcertOut:
 
 
 @router.get("/concerts/{concert_id}")
-def get_concert(concert_id: Ident, session: SessionDep) -> ConcertOut:
+def get_concert(concert_id: PathId, session: SessionDep) -> ConcertOut:
     concert = service.get_concert(session, concert_id)
     seats = _seats(service.list_seats(session, concert_id))
     return ConcertOut(id=concert.id, title=concert.title, price=concert.price, seats=seats)
 
 
 @router.get("/concerts/{concert_id}/seats")
-def list_seats(concert_id: Ident, session: SessionDep) -> list[SeatOut]:
+def list_seats(concert_id: PathId, session: SessionDep) -> list[SeatOut]:
     return _seats(service.list_seats(session, concert_id))
 
 
@@ -43,8 +39,8 @@ def list_seats(concert_id: Ident, session: SessionDep) -> list[SeatOut]:
     "/concerts/{concert_id}/seats/{seat_id}/holds", dependencies=[Depends(fault_point("hold_seat"))]
 )
 def hold_seat(
-    concert_id: Ident,
-    seat_id: Ident,
+    concert_id: PathId,
+    seat_id: PathId,
     body: HoldSeat,
     request: Request,
     session: SessionDep,
@@ -66,6 +62,6 @@ def release_hold(body: ReleaseHold, session: SessionDep, key: IdempotencyKey) ->
     dependencies=[Depends(fault_point("confirm_reservation"))],
 )
 def confirm_reservation(
-    reservation_id: Ident, session: SessionDep, key: IdempotencyKey
+    reservation_id: PathId, session: SessionDep, key: IdempotencyKey
 ) -> JSONResponse:
     return stored_response(service.confirm_reservation(session, reservation_id, key))

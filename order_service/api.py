@@ -1,17 +1,13 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from common.auth import require_service_token
 from common.faults import fault_point
-from common.fields import INT64_MAX
+from common.fields import PathId
 from common.web import IdempotencyKey, SessionDep, stored_response
 from order_service import service
 from order_service.domain import OrderLine
 from order_service.schemas import CreateOrder, OrderOut, ReleasePayment
-
-OrderId = Annotated[int, Path(ge=1, le=INT64_MAX)]
 
 router = APIRouter(tags=["orders"])
 # Called by the orchestrator only: a service token, a required Idempotency-Key.
@@ -25,26 +21,26 @@ def create_order(body: CreateOrder, session: SessionDep) -> OrderOut:
 
 
 @router.get("/orders/{order_id}")
-def get_order(order_id: OrderId, session: SessionDep) -> OrderOut:
+def get_order(order_id: PathId, session: SessionDep) -> OrderOut:
     return OrderOut(**service.to_json(service.get_order(session, order_id)))
 
 
 @router.post("/orders/{order_id}/cancel")
-def cancel_order(order_id: OrderId, session: SessionDep) -> OrderOut:
+def cancel_order(order_id: PathId, session: SessionDep) -> OrderOut:
     return OrderOut(**service.to_json(service.cancel_order(session, order_id)))
 
 
 @steps.post(
     "/orders/{order_id}/payment-start", dependencies=[Depends(fault_point("start_payment"))]
 )
-def start_payment(order_id: OrderId, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+def start_payment(order_id: PathId, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
     return stored_response(service.start_payment(session, order_id, key))
 
 
 @steps.post(
     "/orders/{order_id}/payment-complete", dependencies=[Depends(fault_point("complete_payment"))]
 )
-def complete_payment(order_id: OrderId, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+def complete_payment(order_id: PathId, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
     return stored_response(service.complete_payment(session, order_id, key))
 
 
@@ -52,6 +48,6 @@ def complete_payment(order_id: OrderId, session: SessionDep, key: IdempotencyKey
     "/orders/{order_id}/payment-release", dependencies=[Depends(fault_point("release_payment"))]
 )
 def release_payment(
-    order_id: OrderId, body: ReleasePayment, session: SessionDep, key: IdempotencyKey
+    order_id: PathId, body: ReleasePayment, session: SessionDep, key: IdempotencyKey
 ) -> JSONResponse:
     return stored_response(service.release_payment(session, order_id, body.start_key, key))

@@ -1,16 +1,12 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from common.auth import require_service_token
 from common.faults import fault_point
-from common.fields import INT64_MAX
+from common.fields import PathId
 from common.web import IdempotencyKey, OptionalIdempotencyKey, SessionDep, stored_response
 from user_service import service
 from user_service.schemas import Charge, ChargeBack, CreateUser, Deduction, UserOut
-
-UserId = Annotated[int, Path(ge=1, le=INT64_MAX)]
 
 router = APIRouter(tags=["users"])
 # Called by the orchestrator only: a service token, a required Idempotency-Key.
@@ -23,13 +19,13 @@ def create_user(body: CreateUser, session: SessionDep) -> UserOut:
 
 
 @router.get("/users/{user_id}")
-def get_user(user_id: UserId, session: SessionDep) -> UserOut:
+def get_user(user_id: PathId, session: SessionDep) -> UserOut:
     return UserOut(**service.get_user(session, user_id).__dict__)
 
 
 @router.post("/users/{user_id}/charge", response_model=UserOut)
 def charge(
-    user_id: UserId, body: Charge, session: SessionDep, key: OptionalIdempotencyKey = None
+    user_id: PathId, body: Charge, session: SessionDep, key: OptionalIdempotencyKey = None
 ) -> JSONResponse:
     """A point top-up; with an Idempotency-Key, a retry never charges twice."""
     return stored_response(service.charge_balance(session, user_id, body.amount, key))
@@ -37,14 +33,14 @@ def charge(
 
 @steps.post("/users/{user_id}/deductions", dependencies=[Depends(fault_point("deduct"))])
 def deduct(
-    user_id: UserId, body: Deduction, session: SessionDep, key: IdempotencyKey
+    user_id: PathId, body: Deduction, session: SessionDep, key: IdempotencyKey
 ) -> JSONResponse:
     return stored_response(service.deduct_balance(session, user_id, body.amount, key))
 
 
 @steps.post("/users/{user_id}/charge-backs", dependencies=[Depends(fault_point("charge_back"))])
 def charge_back(
-    user_id: UserId, body: ChargeBack, session: SessionDep, key: IdempotencyKey
+    user_id: PathId, body: ChargeBack, session: SessionDep, key: IdempotencyKey
 ) -> JSONResponse:
     return stored_response(
         service.charge_back(session, user_id, body.amount, body.deduction_key, key)

@@ -156,7 +156,7 @@ def test_unknown_order_is_not_found(client: TestClient) -> None:
     assert_error(client.get(f"/orders/{UNKNOWN_ORDER}"), 404, "order_not_found")
 
 
-@pytest.mark.parametrize("order_id", ["abc", "0", "-3", "2.5", str(2**63)])
+@pytest.mark.parametrize("order_id", ["abc", "0", "-3", "2.5", "2.0", "+2", "1e3", str(2**63)])
 def test_refuses_malformed_order_id(client: TestClient, order_id: str) -> None:
     assert_error(client.get(f"/orders/{order_id}"), 422, "validation_error")
 

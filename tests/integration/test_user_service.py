@@ -136,7 +136,7 @@ def test_unknown_user_is_not_found(client: TestClient) -> None:
     assert_error(client.get(f"/users/{UNKNOWN_USER}"), 404, "user_not_found")
 
 
-@pytest.mark.parametrize("user_id", ["abc", "0", "-1", "1.5", str(2**63)])
+@pytest.mark.parametrize("user_id", ["abc", "0", "-1", "1.5", "1.0", "+1", str(2**63)])
 def test_refuses_malformed_user_id(client: TestClient, user_id: str) -> None:
     assert_error(client.get(f"/users/{user_id}"), 422, "validation_error")
 
