@@ -23,7 +23,7 @@ def create_concert(body: CreateConcert, session: SessionDep) -> ConcertOut:
     return ConcertOut(id=concert.id, title=concert.title, price=concert.price, seats=_seats(seats))
 
 
-@router.get("/concerts/{concert_id}")
+@router.get("/concerts/{concert_id}", dependencies=[Depends(fault_point("get_concert"))])
 def get_concert(concert_id: PathId, session: SessionDep) -> ConcertOut:
     concert = service.get_concert(session, concert_id)
     seats = _seats(service.list_seats(session, concert_id))

@@ -128,6 +128,28 @@ def _same_request(saga: SagaState, identity: dict[str, Any], client_key: str) ->
     return saga
 
 
+async def _refused_unless_keyed(
+    runner: SagaRunner,
+    definition: SagaDefinition,
+    client_key: str | None,
+    identity: dict[str, Any],
+    refusal: DomainError,
+) -> SagaState:
+    """A start about to be refused is judged together with its key, once more.
+
+    The key is looked up before the checks, and a check reads another service (it may be slow,
+    or retried). A re-sent start whose lookup ran before its first request recorded the saga,
+    and whose check ran after that saga finished, finds a paid order (or a taken seat) and no
+    saga for its key: refused, while its own saga took the money. Whatever made the check
+    refuse was done by a saga recorded before it, so a second lookup finds that saga if it is
+    this key's: the re-send gets its own saga, as every retry with a key must."""
+    if client_key is not None:
+        existing = await runner.store.find_by_client_key(definition.name, client_key)
+        if existing is not None:
+            return _same_request(existing, identity, client_key)
+    raise refusal
+
+
 async def start_payment(
     runner: SagaRunner,
     order_client: ServiceClient,
@@ -148,7 +170,8 @@ async def start_payment(
             raise OrderNotFound(f"order {order_id} does not exist") from refusal
         raise _unexpected(order_client, refusal) from refusal
     if order["status"] in UNPAYABLE:
-        raise OrderNotPayable(f"order {order_id} is {order['status']} and cannot be paid")
+        refused = OrderNotPayable(f"order {order_id} is {order['status']} and cannot be paid")
+        return await _refused_unless_keyed(runner, definition, client_key, identity, refused)
     # The order as requested goes with the saga, for its outcome event; the steps themselves
     # reread it under the order's lock (step 1) and use that.
     snapshot = {k: order.get(k) for k in ("user_id", "amount", "items")}
@@ -188,7 +211,8 @@ async def start_reservation(
     if seat is None:
         raise SeatNotFound(f"concert {concert_id} has no seat {seat_id}")
     if seat["status"] == "RESERVED":
-        raise SeatTaken(f"seat {seat_id} is already reserved")
+        refused = SeatTaken(f"seat {seat_id} is already reserved")
+        return await _refused_unless_keyed(runner, definition, client_key, request, refused)
     payload = {**request, "price": concert["price"]}
     saga = await start_saga(
         runner,

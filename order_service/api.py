@@ -20,7 +20,7 @@ def create_order(body: CreateOrder, session: SessionDep) -> OrderOut:
     return OrderOut(**service.to_json(service.create_order(session, body.user_id, lines)))
 
 
-@router.get("/orders/{order_id}")
+@router.get("/orders/{order_id}", dependencies=[Depends(fault_point("get_order"))])
 def get_order(order_id: PathId, session: SessionDep) -> OrderOut:
     return OrderOut(**service.to_json(service.get_order(session, order_id)))
 
