@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 def main(
     *,
     package: str,
-    history: str,
     default_port: int,
     get_settings: Callable[[], ServiceSettings],
     create_app: Callable[[ServiceSettings], FastAPI],
@@ -50,7 +49,7 @@ def main(
     except ValidationError as exc:
         sys.exit(f"{package}: invalid settings: {exc}")
     logs.configure(package, settings.log_level)
-    migrate(settings.sqlalchemy_url, history)
+    migrate(settings.sqlalchemy_url, settings.migrations)
     log.info(
         "%s: database %s is at the latest migration", package, settings.sqlalchemy_url.database
     )

@@ -18,6 +18,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     database_name: ClassVar[str]
+    migrations: ClassVar[str]  # the Alembic history of that database, under migrations/
 
     app_env: Literal["dev", "test", "production"] = Field("dev", validation_alias="APP_ENV")
     pg_url: str = Field(DEFAULT_PG_URL, validation_alias="PG_URL")

@@ -4,7 +4,6 @@ from concert_service.config import get_settings
 
 main(
     package="concert_service",
-    history="concert_service",
     default_port=8004,
     get_settings=get_settings,
     create_app=create_app,

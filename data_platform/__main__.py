@@ -4,7 +4,6 @@ from data_platform.config import get_settings
 
 main(
     package="data_platform",
-    history="data_platform",
     default_port=8009,
     get_settings=get_settings,
     create_app=create_app,

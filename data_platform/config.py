@@ -8,6 +8,7 @@ from common.settings import ServiceSettings
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DATA_PLATFORM_", extra="ignore")
     database_name = "saga_data_platform"
+    migrations = "data_platform"  # its Alembic history, under migrations/
 
 
 @lru_cache

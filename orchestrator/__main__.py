@@ -13,7 +13,6 @@ def relay(settings: Settings, argv: list[str]) -> None:
 
 main(
     package="orchestrator",
-    history="orchestrator",
     default_port=8000,
     get_settings=get_settings,
     create_app=create_app,

@@ -14,6 +14,7 @@ from orchestrator.saga import RetryPolicy
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
     database_name = "saga_orchestrator"
+    migrations = "orchestrator"  # its Alembic history, under migrations/
 
     order_service_url: str = Field("http://127.0.0.1:8001", validation_alias="ORDER_SERVICE_URL")
     user_service_url: str = Field("http://127.0.0.1:8002", validation_alias="USER_SERVICE_URL")

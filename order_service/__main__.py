@@ -4,7 +4,6 @@ from order_service.config import get_settings
 
 main(
     package="order_service",
-    history="order_service",
     default_port=8001,
     get_settings=get_settings,
     create_app=create_app,

@@ -8,6 +8,7 @@ from common.settings import ServiceSettings
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERS_", extra="ignore")
     database_name = "saga_orders"
+    migrations = "order_service"  # its Alembic history, under migrations/
 
 
 @lru_cache

@@ -4,7 +4,6 @@ from payment_service.config import get_settings
 
 main(
     package="payment_service",
-    history="payment_service",
     default_port=8003,
     get_settings=get_settings,
     create_app=create_app,

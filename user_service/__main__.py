@@ -4,7 +4,6 @@ from user_service.config import get_settings
 
 main(
     package="user_service",
-    history="user_service",
     default_port=8002,
     get_settings=get_settings,
     create_app=create_app,

@@ -8,6 +8,7 @@ from common.settings import ServiceSettings
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="USERS_", extra="ignore")
     database_name = "saga_users"
+    migrations = "user_service"  # its Alembic history, under migrations/
 
 
 @lru_cache
