@@ -1,6 +1,7 @@
 """Database bootstrap: create the process's database if missing and migrate it with Alembic."""
 
 import logging
+import random
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -8,9 +9,11 @@ from pathlib import Path
 import psycopg
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from psycopg import errors, sql
 from sqlalchemy import create_engine, event, exc, text
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -50,13 +53,26 @@ def drop_database(url: URL) -> None:
         )
 
 
+def _alembic_config(history: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_ROOT / history))
+    return config
+
+
 def migrate(url: URL, history: str) -> None:
     """Create the database if needed and upgrade it to the head of `migrations/<history>`."""
     ensure_database(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_ROOT / history))
+    config = _alembic_config(history)
     config.attributes["url"] = url
     command.upgrade(config, "head")
+
+
+def head_revision(history: str) -> str:
+    """The revision this code expects its database at: the head of `migrations/<history>`."""
+    head = ScriptDirectory.from_config(_alembic_config(history)).get_current_head()
+    if head is None:
+        raise RuntimeError(f"migrations/{history} has no revision")
+    return head
 
 
 def run_alembic_env(target_metadata) -> None:
@@ -106,10 +122,126 @@ def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS
             raise exc.DisconnectionError(f"idle connection is gone: {error}") from error
 
 
+# A server that does not answer (a host gone, not a port closed) fails a connect in this time,
+# not in the minutes a TCP connect may take: a request waiting for it gets its 503 in time.
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 def create_service_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
-    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
     ping_when_idle(engine)
     return engine
+
+
+# -- the database away ----------------------------------------------------------------------------
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database could not be used right now (down, restarting, the
+    connection cut, the pool exhausted) rather than that the statement was wrong: the same work
+    may succeed on a fresh connection. SQLAlchemy invalidates a pool whose connection turned
+    out dead, so the next checkout connects afresh."""
+    if isinstance(error, exc.DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error, exc.OperationalError | exc.InterfaceError
+        )
+    return isinstance(
+        error, exc.TimeoutError | psycopg.OperationalError | psycopg.InterfaceError | OSError
+    )
+
+
+def backoff(failures: int, initial: float = 0.1, ceiling: float = 2.0) -> float:
+    """Seconds to wait after `failures` failures in a row: exponential, with jitter, capped."""
+    return min(ceiling, initial * 2 ** max(failures - 1, 0)) * random.uniform(0.5, 1.0)
+
+
+class Outage:
+    """Logs an outage of a dependency once, however many attempts fail while it lasts: a warning
+    at the first failure, a line when an attempt succeeds again. Without a word of success (a
+    request handler only sees failures), a failure after `quiet_seconds` without one starts a
+    new outage."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        meanwhile: str = "retrying with backoff",
+        quiet_seconds: float = 30.0,
+    ):
+        self.log = logger
+        self.what = what
+        self.meanwhile = meanwhile
+        self.quiet_seconds = quiet_seconds
+        self.since: float | None = None
+        self.last = 0.0
+        self.failures = 0
+
+    def failed(self, error: BaseException) -> None:
+        now = time.monotonic()
+        if self.since is None or now - self.last > self.quiet_seconds:
+            self.since, self.failures = now, 0
+            self.log.warning("%s is unavailable, %s: %s", self.what, self.meanwhile, error)
+        self.last = now
+        self.failures += 1
+
+    def recovered(self) -> None:
+        if self.since is None:
+            return
+        self.log.warning(
+            "%s is back after %.1f s (%d failed attempts)",
+            self.what,
+            time.monotonic() - self.since,
+            self.failures,
+        )
+        self.since = None
+
+
+# -- readiness ----------------------------------------------------------------------------------
+
+CURRENT_REVISION = text("SELECT version_num FROM alembic_version")
+
+
+def _verdict(current: str | None, head: str) -> str | None:
+    if current != head:
+        return f"the database is at migration {current}, this code needs {head}"
+    return None
+
+
+def not_ready(engine: Engine, head: str) -> str | None:
+    """Why this process cannot serve (its database unreachable, or not at `head`), or None.
+
+    A pooled connection left over from before a database restart fails once and invalidates the
+    pool; the check then tries once more on a fresh connection, so a process reads as ready as
+    soon as its database is back, not one probe later."""
+    for last_try in (False, True):
+        try:
+            with engine.connect() as conn:
+                return _verdict(_revision(conn), head)
+        except Exception as error:  # whatever it is, this process cannot serve now
+            if last_try or not getattr(error, "connection_invalidated", False):
+                return f"the database is unreachable: {getattr(error, 'orig', error)}"
+    raise AssertionError("unreachable")
+
+
+async def not_ready_async(engine: AsyncEngine, head: str) -> str | None:
+    """`not_ready`, for an asyncio engine."""
+    for last_try in (False, True):
+        try:
+            async with engine.connect() as conn:
+                return _verdict(await conn.run_sync(_revision), head)
+        except Exception as error:  # whatever it is, this process cannot serve now
+            if last_try or not getattr(error, "connection_invalidated", False):
+                return f"the database is unreachable: {getattr(error, 'orig', error)}"
+    raise AssertionError("unreachable")
+
+
+def _revision(conn: Connection) -> str | None:
+    return conn.scalar(CURRENT_REVISION)
 
 
 def reading(session: Session) -> AbstractContextManager:

@@ -8,11 +8,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.db import Outage
 from common.errors import DomainError, error_body
 
 log = logging.getLogger(__name__)
+
+# Every 503 says when to come back: a dependency that is down is a reason to retry, soon.
+RETRY_AFTER = {"Retry-After": "1"}
+_database = Outage(log, "the database", "answering 503 with Retry-After until it is back")
 
 
 class ErrorDetail(BaseModel):
@@ -52,8 +58,13 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _unavailable_headers(status_code: int) -> dict[str, str] | None:
+    return RETRY_AFTER if status_code == 503 else None
+
+
 async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status_code)
+    headers = _unavailable_headers(exc.status_code)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -66,8 +77,9 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    headers = {**(_unavailable_headers(exc.status_code) or {}), **(exc.headers or {})}
     return JSONResponse(
-        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers or None
     )
 
 
@@ -79,10 +91,11 @@ async def _data_error(request: Request, exc: DataError) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # The database is down or unreachable: a transient fault, and the caller may retry.
-    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    # The database is down or unreachable: a transient fault, and the caller may retry. Logged
+    # once per outage, not once per request.
+    _database.failed(exc)
     body = error_body("database_unavailable", "the database is unavailable, retry later")
-    return JSONResponse(body, status_code=503)
+    return JSONResponse(body, status_code=503, headers=RETRY_AFTER)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -97,4 +110,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common import faults, logs, metrics
 from common.auth import require_service_token
-from common.db import create_service_engine, reading
+from common.db import create_service_engine, head_revision, not_ready, reading
 from common.errors import error_body
 from common.fields import IdempotencyKeyValue, Text
-from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
+from common.handlers import DOCUMENTED_ERRORS, RETRY_AFTER, install_error_handlers
 from common.idempotency import IdempotencyStore, Outcome, StoredResponse
 from common.settings import ServiceSettings
 
@@ -66,6 +66,27 @@ def health(session: SessionDep) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+@health_router.get("/health/live")
+async def live() -> JSONResponse:
+    """200 while the process runs (a liveness probe: restart it if this does not answer)."""
+    return JSONResponse({"status": "ok"})
+
+
+@health_router.get("/health/ready")
+def ready(request: Request) -> JSONResponse:
+    """200 only when this process can serve: its database reachable and at the migration this
+    code needs; else 503 and why (a readiness probe: send it no traffic meanwhile)."""
+    reason = not_ready(request.app.state.engine, request.app.state.migration_head)
+    return readiness_answer(reason)
+
+
+def readiness_answer(reason: str | None) -> JSONResponse:
+    if reason is None:
+        return JSONResponse({"status": "ready"})
+    body = error_body("not_ready", reason)
+    return JSONResponse(body, status_code=503, headers=RETRY_AFTER)
+
+
 def create_service_app(
     *,
     title: str,
@@ -78,12 +99,14 @@ def create_service_app(
         engine = create_service_engine(
             settings.sqlalchemy_url, settings.db_pool_size, settings.db_max_overflow
         )
+        app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
         yield
         engine.dispose()
 
     app = FastAPI(title=title, lifespan=lifespan, responses=DOCUMENTED_ERRORS)
     app.state.settings = settings
+    app.state.migration_head = head_revision(settings.migrations)
     app.state.idempotency = idempotency
     app.state.faults = faults.FaultInjector() if settings.fault_injection else None
     install_error_handlers(app)

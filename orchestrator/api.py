@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from common.auth import require_admin_token
+from common.db import unavailable
 from common.errors import DomainError
 from common.fields import Text
 from common.web import OptionalIdempotencyKey
@@ -83,9 +84,15 @@ async def detail(runner: SagaRunner, state: SagaState) -> SagaOut:
 
 
 async def _answer(runner: SagaRunner, state: SagaState, wait: float | None, max_wait: float):
-    """202 once the saga is recorded; with ?wait=, 200 as soon as it is final."""
+    """202 once the saga is recorded; with ?wait=, 200 as soon as it is final. A saga is
+    recorded before anything is waited for: if the database goes away meanwhile, the answer is
+    the saga as last seen (202), never an error for a start that was accepted."""
     if wait is not None:
-        state = await runner.wait_until_final(state.id, min(wait, max_wait)) or state
+        try:
+            state = await runner.wait_until_final(state.id, min(wait, max_wait)) or state
+        except Exception as error:
+            if not unavailable(error):
+                raise
     body = SagaStarted(saga_id=str(state.id), status=state.status).model_dump()
     return JSONResponse(body, status_code=200 if wait is not None and state.is_final else 202)
 

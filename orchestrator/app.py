@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from common import logs
 from common import metrics as http_metrics
-from common.db import ping_when_idle
+from common.db import CONNECT_TIMEOUT_SECONDS, head_revision, not_ready_async, ping_when_idle
 from common.errors import error_body
 from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
+from common.web import readiness_answer
 from orchestrator import admin_ui
 from orchestrator.api import admin, router
 from orchestrator.clients import build_clients
@@ -31,6 +32,7 @@ def _engine(settings: Settings) -> AsyncEngine:
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
     ping_when_idle(engine.sync_engine)
     return engine
@@ -96,7 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await _cancel(recovery)
             await _cancel(relaying)
             await runner.stop()
-            await store.release_leases(owner)
+            try:
+                await store.release_leases(owner)
+            except Exception as error:  # the database is away: the leases expire by themselves
+                log.warning("could not release this replica's leases: %s", error)
             for client in clients.values():
                 await client.http.aclose()
             await relay.http.aclose()
@@ -104,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="saga orchestrator", lifespan=lifespan, responses=DOCUMENTED_ERRORS)
     app.state.settings = settings
+    head = head_revision(settings.migrations)
     install_error_handlers(app)
     http_metrics.instrument(app)
     logs.instrument(app)
@@ -116,6 +122,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:  # any database failure means: not healthy
             return JSONResponse(error_body("database_unavailable", str(exc)), status_code=503)
         return JSONResponse({"status": "ok"})
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> JSONResponse:
+        """200 while the process runs."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/health/ready", tags=["health"])
+    async def ready(request: Request) -> JSONResponse:
+        """200 only when it can serve: its database reachable and at the migration this code
+        needs; else 503 and why."""
+        return readiness_answer(await not_ready_async(request.app.state.engine, head))
 
     app.include_router(router)
     app.include_router(admin)

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from common import logs
+from common.db import Outage, backoff, unavailable
 from orchestrator import metrics
 from orchestrator.models import OutboxMessage, SagaRecord
 from orchestrator.store import EXACT_BELOW, Count, planner_estimates
@@ -95,6 +96,7 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._backlog_read_at = 0.0
         self.failing_passes = 0  # passes in a row in which every delivery failed
+        self._database = Outage(log, "the orchestrator's database (outbox relay)")
 
     def notify(self) -> None:
         """A saga just wrote an event: deliver it now rather than at the next poll."""
@@ -221,13 +223,24 @@ class OutboxRelay:
         return len(claimed)
 
     async def run(self) -> None:
+        database_failures = 0  # passes in a row that could not reach the database
         while True:
             self._wakeup.clear()  # before the pass: a notify during it is not lost
             try:
-                if await self.run_once() == self.policy.batch:
+                delivered = await self.run_once()
+                if database_failures:
+                    database_failures = 0
+                    self._database.recovered()
+                if delivered == self.policy.batch:
                     continue  # more are waiting
-            except Exception:
-                log.exception("outbox relay pass failed; trying again")
+            except Exception as error:
+                if not unavailable(error):
+                    log.exception("outbox relay pass failed; trying again")
+                else:  # logged once per outage; tried again with backoff
+                    database_failures += 1
+                    self._database.failed(error)
+                    await asyncio.sleep(backoff(database_failures, ceiling=self.policy.interval))
+                    continue
             if self.failing_passes:
                 # The platform is failing: back off as a whole, whatever wakes us.
                 await asyncio.sleep(self._backoff(self.failing_passes))

@@ -13,9 +13,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -26,6 +26,7 @@ from tenacity import (
 )
 
 from common import logs
+from common.db import Outage, backoff, unavailable
 from orchestrator import metrics
 from orchestrator.clients import BusinessRefusal, ServiceClient, StepError, TransientFault
 from orchestrator.definitions import REGISTRY
@@ -51,6 +52,7 @@ from orchestrator.saga import (
 from orchestrator.store import LeaseLost, Owner, SagaState, SagaStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class _Slots:
@@ -166,6 +168,8 @@ class SagaRunner:
         # The state of every saga this process is running, as last persisted: a client waiting
         # for one of them reads it here rather than from the database.
         self._running: dict[uuid.UUID, SagaState] = {}
+        self._database = Outage(log, "the orchestrator's database (saga runs)")
+        self._recovery_database = Outage(log, "the orchestrator's database (recovery)")
 
     # -- scheduling ----------------------------------------------------------------------------
 
@@ -252,7 +256,7 @@ class SagaRunner:
         logs.saga_id.set(str(saga_id))  # this task's log lines, and its calls, carry the saga
         try:
             if state is None:
-                state = await self.store.get(saga_id)
+                state = await self._persisted(lambda _: self.store.get(saga_id))
             if state is not None and state.request_id:
                 logs.request_id.set(state.request_id)
             while state is not None and state.status in (
@@ -304,8 +308,8 @@ class SagaRunner:
             defer_success=True,
         )
         outcome, response, error = called.outcome, called.response, called.error
-        if outcome is CallOutcome.REFUSED and await self.store.had_unknown_outcome(
-            state.id, state.step, Phase.ACTION
+        if outcome is CallOutcome.REFUSED and await self._persisted(
+            lambda _: self.store.had_unknown_outcome(state.id, state.step, Phase.ACTION)
         ):
             # A refusal after an attempt that got no answer does not prove that nothing
             # happened (the earlier attempt may have applied): treat the outcome as unknown, so
@@ -321,18 +325,23 @@ class SagaRunner:
         if outcome is CallOutcome.SUCCEEDED:
             results = {**state.results, step.name: response}
             event = self._event(definition, state, to, results, state.error)
-            await self.store.move(
-                state,
-                token,
-                to,
-                result=(step.name, response),
-                event=event,
-                finished_attempt=called.finished(),
+            await self._persisted(
+                lambda again: self.store.move(
+                    state,
+                    token,
+                    to,
+                    result=(step.name, response),
+                    event=event,
+                    finished_attempt=called.finished(),
+                    again=again,
+                )
             )
             return self._advance(state, to, results=results)
         cause = {**error.as_json(), "step": step.name}
         event = self._event(definition, state, to, state.results, cause)
-        await self.store.move(state, token, to, error=cause, event=event)
+        await self._persisted(
+            lambda again: self.store.move(state, token, to, error=cause, event=event, again=again)
+        )
         return self._advance(state, to, error=cause)
 
     async def _settle(
@@ -383,7 +392,11 @@ class SagaRunner:
             return await self._needs_attention(state, token, step, Phase.COMPENSATION, called.error)
         to = after_compensation(definition, state.step, called.outcome)
         event = self._event(definition, state, to, state.results, state.error)
-        await self.store.move(state, token, to, event=event, finished_attempt=called.finished())
+        await self._persisted(
+            lambda again: self.store.move(
+                state, token, to, event=event, finished_attempt=called.finished(), again=again
+            )
+        )
         return self._advance(state, to)
 
     def _event(
@@ -405,7 +418,9 @@ class SagaRunner:
     ) -> SagaState:
         to = Position(SagaStatus.NEEDS_ATTENTION, state.step, phase)
         attention = {**(error.as_json() if error else {}), "step": step.name, "phase": phase}
-        await self.store.move(state, token, to, attention=attention)
+        await self._persisted(
+            lambda again: self.store.move(state, token, to, attention=attention, again=again)
+        )
         log.error("saga %s needs attention at %s (%s): %s", state.id, step.name, phase, attention)
         return self._advance(state, to, attention=attention)
 
@@ -453,16 +468,14 @@ class SagaRunner:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
                         metrics.STEP_RETRIES.labels(state.type, step.name, phase).inc()
-                    attempt_id = await self.store.begin_attempt(
-                        state.id, token, state.step, step.name, phase, key, call
-                    )
+                    attempt_id = await self._begin(state, token, step, phase, key, call)
                     started = time.perf_counter()
                     try:
                         response = await client.send(call, key if send_key else None, timeout)
                     except StepError as failure:
                         status = "REFUSED" if isinstance(failure, BusinessRefusal) else "FAILED"
-                        await self.store.finish_attempt(
-                            state.id, token, attempt_id, status, error=failure.as_json()
+                        await self._finish(
+                            state, token, attempt_id, status, error=failure.as_json()
                         )
                         log.info("%s %s: %s %s", step.name, phase, status, failure.code)
                         raise
@@ -473,9 +486,7 @@ class SagaRunner:
                     log.info("%s %s: SUCCEEDED", step.name, phase)
                     if defer_success:
                         return Called(CallOutcome.SUCCEEDED, response, unrecorded=attempt_id)
-                    await self.store.finish_attempt(
-                        state.id, token, attempt_id, "SUCCEEDED", response=response
-                    )
+                    await self._finish(state, token, attempt_id, "SUCCEEDED", response=response)
                     return Called(CallOutcome.SUCCEEDED, response)
         except BusinessRefusal as refusal:
             if refusal.code in policy.retry_on:  # "not yet", for longer than the budget
@@ -487,6 +498,52 @@ class SagaRunner:
             )
             return Called(CallOutcome.EXHAUSTED, error=fault)
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _begin(
+        self, state: SagaState, token: str, step: Step, phase: Phase, key: str, call: RemoteCall
+    ) -> int:
+        return await self._persisted(
+            lambda again: self.store.begin_attempt(
+                state.id, token, state.step, step.name, phase, key, call, again=again
+            )
+        )
+
+    async def _finish(
+        self, state: SagaState, token: str, attempt_id: int, status: str, **outcome: Any
+    ) -> None:
+        await self._persisted(
+            lambda _: self.store.finish_attempt(state.id, token, attempt_id, status, **outcome)
+        )
+
+    async def _persisted(self, write: Callable[[bool], Awaitable[T]]) -> T:
+        """A store call of a saga's run, made again while the database cannot be reached.
+
+        Each try runs on a fresh connection (a dead one invalidates the pool), with backoff, for
+        as long as a lease lasts: a run goes on from what it committed as soon as the database is
+        back, instead of stopping and leaving its saga to wait out the lease. Past that, the
+        error stands: the run ends, and recovery resumes the saga from its persisted step,
+        repeating under its key a call whose end could not be written. `write(again)` is told
+        whether an earlier try may have committed unseen (its answer lost with the connection).
+        A write that reaches a saga leased to another run fails as before: fenced by the token.
+        """
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                result = await write(failures > 0)
+            except Exception as error:
+                if not unavailable(error):
+                    raise
+                failures += 1
+                self._database.failed(error)
+                pause = backoff(failures)
+                if time.monotonic() + pause - started >= self.store.lease.total_seconds():
+                    raise
+                await asyncio.sleep(pause)
+            else:
+                if failures:
+                    self._database.recovered()
+                return result
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -502,6 +559,7 @@ class SagaRunner:
         many as can wait at the head of the line for a slot (`max_running`). The passes also
         take back what a previous run of this same instance left behind, until none is left."""
         own_orphans = True
+        failures = 0  # passes in a row that could not reach the database
         while True:
             full = False
             try:
@@ -511,11 +569,21 @@ class SagaRunner:
                     if room <= 0:
                         full = True
                         break
-                    if await self.recover(room, own_orphans=own_orphans) < room:
+                    recovered = await self.recover(room, own_orphans=own_orphans)
+                    if failures:
+                        failures = 0
+                        self._recovery_database.recovered()
+                    if recovered < room:
                         own_orphans = False  # none of ours is left behind
                         break
-            except Exception:
-                log.exception("recovery pass failed; trying again in %ss", interval)
+            except Exception as error:
+                if not unavailable(error):
+                    log.exception("recovery pass failed; trying again in %ss", interval)
+                else:  # logged once per outage; tried again soon, with backoff
+                    failures += 1
+                    self._recovery_database.failed(error)
+                    await asyncio.sleep(backoff(failures, ceiling=interval))
+                    continue
             if full:
                 # More may be waiting: go on as soon as a run ends.
                 with contextlib.suppress(TimeoutError):

@@ -63,6 +63,15 @@ BEGIN_ATTEMPT = text("""
 """).bindparams(bindparam("request", type_=JSONB))
 
 
+# Before a write-ahead is tried again after its answer was lost: an earlier try may have committed
+# its attempt unseen, and that call never left. Its outcome is marked unknown, as recovery marks
+# the calls of a run that died (a later refusal of the step is then not taken at its word).
+INTERRUPT_UNSENT = text("""
+    UPDATE saga_steps SET status = 'INTERRUPTED', finished_at = now()
+    WHERE saga_id = :saga_id AND owner = :token AND status = 'STARTED'
+""")
+
+
 # Below this many rows (by the planner's statistics) a table is counted exactly on every page.
 EXACT_BELOW = 100_000
 
@@ -343,9 +352,14 @@ class SagaStore:
         phase: Phase,
         key: str,
         call: RemoteCall,
+        *,
+        again: bool = False,
     ) -> int:
-        """Write-ahead: record the attempt before the call leaves (one statement)."""
+        """Write-ahead: record the attempt before the call leaves (one statement). `again`: an
+        earlier try may have recorded one whose answer was lost (see INTERRUPT_UNSENT)."""
         async with self.single.connect() as conn:
+            if again:
+                await conn.execute(INTERRUPT_UNSENT, {"saga_id": saga_id, "token": token})
             attempt_id = await conn.scalar(
                 BEGIN_ATTEMPT,
                 {
@@ -412,11 +426,17 @@ class SagaStore:
         attention: dict[str, Any] | None = None,
         event: OutcomeEvent | None = None,
         finished_attempt: tuple[int, str, dict[str, Any] | None] | None = None,
+        again: bool = False,
     ) -> None:
         """Persist the saga's next position; a final or stuck saga gives up its lease. The
         outcome's event goes into the outbox in the same statement: it exists if and only if
         the outcome committed. `finished_attempt` (attempt id, status, response) records the
-        end of the call that led here in the same statement too."""
+        end of the call that led here in the same statement too.
+
+        `again`: an earlier try of this same move may have committed unseen. If this one then
+        matches nothing, the saga is read: standing where the move leads, and still this run's
+        (or released, as a final or stuck saga is), the move was made; otherwise the lease is
+        lost."""
         check_transition(state.status, to.status)
         values: dict[str, Any] = {
             "status": to.status,
@@ -472,8 +492,26 @@ class SagaStore:
             written = insert(OUTBOX).from_select(columns, row).returning(OUTBOX.c.id).cte("event")
             statement = statement.add_cte(written)
         async with self.single.connect() as conn:
-            if await conn.scalar(statement) is None:
-                raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
+            if await conn.scalar(statement) is not None:
+                return
+            if again and await self._stands_at(conn, state.id, token, to):
+                return
+        raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
+
+    async def _stands_at(
+        self, conn: AsyncConnection, saga_id: uuid.UUID, token: str, to: Position
+    ) -> bool:
+        row = (
+            await conn.execute(
+                select(SAGAS.c.status, SAGAS.c.step, SAGAS.c.phase, SAGAS.c.lease_owner).where(
+                    SAGAS.c.id == saga_id
+                )
+            )
+        ).one_or_none()
+        if row is None or (row.status, row.step, row.phase) != (to.status, to.step, to.phase):
+            return False
+        released = to.status in FINAL_STATUSES or to.status is SagaStatus.NEEDS_ATTENTION
+        return row.lease_owner == token or (released and row.lease_owner is None)
 
     # -- recovery ------------------------------------------------------------------------------
 
