@@ -38,7 +38,10 @@ class BalanceOverflow(DomainError):
     code = "balance_overflow"
 
     def __init__(self, user_id: int):
-        super().__init__(f"the balance of user {user_id} would exceed the largest storable amount")
+        super().__init__(
+            f"the balance of user {user_id} would exceed the largest storable amount, "
+            "counting the payments that may still be given back to it"
+        )
 
 
 class ChargeBackMismatch(DomainError):

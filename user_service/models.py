@@ -12,12 +12,22 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
-    # The database, not only the code, refuses a negative balance.
-    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+    # The database, not only the code, refuses a negative balance, and keeps room for every
+    # deduction that a charge-back or a refund may still give back (see `reversible`).
+    __table_args__ = (
+        CheckConstraint("balance >= 0", name="balance_not_negative"),
+        CheckConstraint("reversible >= 0", name="reversible_not_negative"),
+        CheckConstraint(
+            "balance::numeric + reversible <= 9223372036854775807", name="room_for_reversals"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
     balance: Mapped[int] = mapped_column(BigInteger)
+    # The deductions not given back (yet): a charge-back gives one back, and can never overflow
+    # the balance, because a top-up that would leave no room for them is refused.
+    reversible: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

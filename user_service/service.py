@@ -4,6 +4,11 @@ callers retry.
 Balance updates are single conditional UPDATE statements (`balance = balance - :amount WHERE
 balance >= :amount`): commutative and atomic, so concurrent sagas never lose an update and a
 balance never goes negative, whatever the interleaving.
+
+A charge-back must never be refused (a compensation that fails leaves a saga stuck), so it must
+never overflow the balance: every deduction moves its amount from `balance` to `reversible`, a
+charge-back moves it back, and a top-up is refused if `balance + reversible` would pass the
+largest storable amount. The sum of the two only grows by top-ups, so every charge-back fits.
 """
 
 from typing import Any
@@ -62,7 +67,7 @@ def _deduct(session: Session, user_id: int, amount: int, key: str) -> dict[str, 
     balance = session.execute(
         update(User)
         .where(User.id == user_id, User.balance >= amount)
-        .values(balance=User.balance - amount)
+        .values(balance=User.balance - amount, reversible=User.reversible + amount)
         .returning(User.balance)
     ).scalar_one_or_none()
     if balance is None:
@@ -74,9 +79,10 @@ def _deduct(session: Session, user_id: int, amount: int, key: str) -> dict[str, 
 
 
 def _charge(session: Session, user_id: int, amount: int, key: str | None) -> UserView:
+    """A top-up: refused if it would leave no room for the deductions that may come back."""
     row = session.execute(
         update(User)
-        .where(User.id == user_id, User.balance <= INT64_MAX - amount)
+        .where(User.id == user_id, User.balance + User.reversible <= INT64_MAX - amount)
         .values(balance=User.balance + amount)
         .returning(User.id, User.name, User.balance)
     ).one_or_none()
@@ -86,6 +92,18 @@ def _charge(session: Session, user_id: int, amount: int, key: str | None) -> Use
         raise BalanceOverflow(user_id)
     _record(session, user_id, amount, row.balance, LedgerReason.CHARGE, key)
     return UserView(id=row.id, name=row.name, balance=row.balance)
+
+
+def _give_back(session: Session, user_id: int, amount: int, key: str) -> int:
+    """A deduction given back: its room was kept, so this always fits. Returns the balance."""
+    balance = session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(balance=User.balance + amount, reversible=User.reversible - amount)
+        .returning(User.balance)
+    ).scalar_one()
+    _record(session, user_id, amount, balance, LedgerReason.CHARGE, key)
+    return balance
 
 
 def deduct_balance(session: Session, user_id: int, amount: int, key: str) -> StoredResponse:
@@ -137,13 +155,8 @@ def charge_back(
                 f"charge-back of {amount} to user {user_id} does not match deduction "
                 f"{deduction_key} of {deducted} from user {deduction.body['user_id']}"
             )
-        user = _charge(session, user_id, amount, key)
-        return 200, {
-            "user_id": user_id,
-            "amount": amount,
-            "balance": user.balance,
-            "reversed": True,
-        }
+        balance = _give_back(session, user_id, amount, key)
+        return 200, {"user_id": user_id, "amount": amount, "balance": balance, "reversed": True}
 
     return idempotency.execute(
         session,

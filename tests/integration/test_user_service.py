@@ -459,6 +459,25 @@ def test_charge_back_restores_the_deducted_amount_once(client: TestClient, db) -
     ]
 
 
+def test_a_charge_back_always_fits_because_top_ups_leave_it_room(client: TestClient) -> None:
+    user = create_user(client, 1_000)
+    deduction_key = new_key()
+    deduct(client, user["id"], 600, deduction_key)
+    # 400 on the balance and 600 that may come back: a top-up past 2**63 - 1 - 1,000 is refused,
+    # one up to it is taken.
+    past = client.post(f"/users/{user['id']}/charge", json={"amount": INT64_MAX - 999})
+    assert_error(past, 422, "balance_overflow")
+    assert "given back" in past.json()["error"]["message"]
+    topped = client.post(f"/users/{user['id']}/charge", json={"amount": INT64_MAX - 1_000})
+    assert topped.json()["balance"] == INT64_MAX - 600
+
+    answer = charge_back(client, user["id"], 600, deduction_key, new_key())
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["reversed"] is True
+    assert balance_of(client, user["id"]) == INT64_MAX
+
+
 def test_replays_the_deduction_after_its_charge_back(client: TestClient) -> None:
     user = create_user(client, 1_000)
     deduction_key = new_key()
