@@ -5,11 +5,16 @@ orchestrator and each service, launches N sagas at some concurrency (four in fiv
 one in five a user racing others for a concert seat), and for a while:
 injects faults into every domain service (503s, answers slower than the client's timeout, lost
 answers, refusals), drops connections, kills the orchestrator with SIGKILL at random moments and
-restarts it, and kills and restarts one domain service. Then it lets everything settle (an
-operator's retry for any saga that needs one), checks the invariants (tools/invariants.py),
-prints a summary and exits non-zero on any violation.
+restarts it, kills and restarts one domain service, and crashes the PostgreSQL server itself
+(`pg_ctl stop -m immediate`: no checkpoint, crash recovery when it starts again a few seconds
+later) under every process at once. The database crashes happen on a server of the run's own
+(tools/pgcluster.py); with `--pg-restarts 0` the run uses the usual server. Then it lets
+everything settle (an operator's retry for any saga that needs one), checks the invariants
+(tools/invariants.py) and that no process exited on its own, prints a summary and exits non-zero
+on any violation.
 
-    python -m tools.chaos [--sagas 300] [--concurrency 32] [--seconds 30] [--seed N]
+    python -m tools.chaos [--sagas 300] [--concurrency 32] [--seconds 30] [--pg-restarts 2]
+                          [--seed N]
 """
 
 import argparse
@@ -28,6 +33,7 @@ import httpx
 import psycopg
 
 from tools.invariants import Databases, Report, check
+from tools.pgcluster import Cluster
 from tools.proxy import FlakyProxy
 from tools.stack import (
     DOMAIN_SERVICES,
@@ -71,6 +77,8 @@ class ChaosConfig:
     chaos_seconds: float = 30.0
     orchestrator_kills: int = 3
     service_kills: int = 1
+    pg_restarts: int = 2
+    pg_down_seconds: tuple[float, float] = (2.0, 5.0)
     drop_rate: float = 0.02
     seed: int | None = None
     db_prefix: str = "saga_chaos"
@@ -85,10 +93,11 @@ class ChaosResult:
     unsettled: int = 0
     reservations: int = 0
     seconds: float = 0.0
+    exited: list[str] = field(default_factory=list)  # processes that stopped on their own
 
     @property
     def ok(self) -> bool:
-        return self.report.ok and self.unsettled == 0
+        return self.report.ok and self.unsettled == 0 and not self.exited
 
 
 class ChaosRun:
@@ -98,8 +107,10 @@ class ChaosRun:
         self.say = say
         self.rng = random.Random(config.seed)
         self.events: Counter = Counter()
+        # A server of the run's own, when the run crashes it.
+        self.cluster = Cluster() if config.pg_restarts else None
         self.env = {
-            **database_env(config.db_prefix, postgres_url()),
+            **database_env(config.db_prefix, self.cluster.url if self.cluster else postgres_url()),
             "APP_ENV": "test",
             **FAULT_INJECTION_ENV,
         }
@@ -109,6 +120,8 @@ class ChaosRun:
     # -- the processes -------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.cluster is not None:
+            self.cluster.init().start()
         reset_databases(self.env)
         base = {**os.environ, **self.env}
         platform = Process("data_platform", free_port(), base, self.log_dir / "data_platform.log")
@@ -134,6 +147,8 @@ class ChaosRun:
         self.stack.stop()
         for proxy in self.proxies.values():
             proxy.stop()
+        if self.cluster is not None:
+            self.cluster.destroy()
 
     def url(self, name: str, path: str) -> str:
         return f"{self.stack.url(name)}{path}"
@@ -216,20 +231,39 @@ class ChaosRun:
         time.sleep(self.rng.uniform(0.2, 1.5))  # down for a moment, as a crashed pod would be
         process.restart()
 
+    def crash_and_restart_postgres(self) -> None:
+        """The database server crashes under every process, and starts again (crash recovery)
+        a few seconds later. Nobody restarts the processes: each must carry on by itself."""
+        self.cluster.crash()
+        self.events["crash-restart postgres"] += 1
+        time.sleep(self.rng.uniform(*self.config.pg_down_seconds))  # down, as a crash leaves it
+        self.cluster.start()
+
     def kills(self) -> None:
-        """SIGKILL the orchestrator and a domain service at random moments, restarting each."""
+        """SIGKILL the orchestrator and a domain service, and crash the database, at random
+        moments, one at a time (a process restarting migrates its database, which must be up)."""
         seconds = self.config.chaos_seconds
-        schedule = [
-            ("orchestrator", self.rng.uniform(0.1, 0.9) * seconds)
-            for _ in range(self.config.orchestrator_kills)
-        ] + [
-            (self.rng.choice(list(DOMAIN_SERVICES)), self.rng.uniform(0.2, 0.8) * seconds)
-            for _ in range(self.config.service_kills)
-        ]
+        schedule = (
+            [
+                ("orchestrator", self.rng.uniform(0.1, 0.9) * seconds)
+                for _ in range(self.config.orchestrator_kills)
+            ]
+            + [
+                (self.rng.choice(list(DOMAIN_SERVICES)), self.rng.uniform(0.2, 0.8) * seconds)
+                for _ in range(self.config.service_kills)
+            ]
+            + [
+                ("postgres", self.rng.uniform(0.1, 0.9) * seconds)
+                for _ in range(self.config.pg_restarts)
+            ]
+        )
         began = time.monotonic()
         for name, at in sorted(schedule, key=lambda kill: kill[1]):
             time.sleep(max(0.0, at - (time.monotonic() - began)))  # the schedule, not a wait
-            self.kill_and_restart(name)
+            if name == "postgres":
+                self.crash_and_restart_postgres()
+            else:
+                self.kill_and_restart(name)
 
     def chaos(self, stop: threading.Event) -> None:
         """Faults and dropped connections for `chaos_seconds`, kills on their own schedule."""
@@ -300,10 +334,21 @@ class ChaosRun:
             retried, unsettled = self.settle(saga_ids)
             report = check(self.databases(), saga_ids, users)
             reservations = self.count_reservations(saga_ids)
+            exited = [
+                name
+                for name, process in self.stack.processes.items()
+                if process.popen.poll() is not None
+            ]
         finally:
             self.stop()
         return ChaosResult(
-            report, self.events, retried, unsettled, reservations, time.monotonic() - began
+            report,
+            self.events,
+            retried,
+            unsettled,
+            reservations,
+            time.monotonic() - began,
+            exited,
         )
 
     def count_reservations(self, saga_ids: list[str]) -> int:
@@ -332,6 +377,7 @@ def summary(result: ChaosResult) -> str:
         ("COMPENSATED", report.by_status.get("COMPENSATED", 0)),
         ("needed an operator's retry", result.retried),
         ("not final at the end", result.unsettled),
+        ("processes that exited on their own", len(result.exited)),
         *sorted(result.events.items()),
         ("opening balances", report.money.get("opening")),
         ("balances now", report.money.get("balances")),
@@ -355,12 +401,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sagas", type=int, default=defaults.sagas)
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument("--seconds", type=float, default=defaults.chaos_seconds)
+    parser.add_argument(
+        "--pg-restarts",
+        type=int,
+        default=defaults.pg_restarts,
+        help="crash-restarts of the PostgreSQL server (default %(default)s; 0: run on the usual "
+        "server, not one of the run's own)",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--log-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     config = ChaosConfig(
-        sagas=args.sagas, concurrency=args.concurrency, chaos_seconds=args.seconds, seed=seed
+        sagas=args.sagas,
+        concurrency=args.concurrency,
+        chaos_seconds=args.seconds,
+        pg_restarts=args.pg_restarts,
+        seed=seed,
     )
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="chaos-"))
     log_dir.mkdir(parents=True, exist_ok=True)

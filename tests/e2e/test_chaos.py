@@ -1,5 +1,6 @@
 """A small run of the chaos harness (`make chaos` runs the full one): faults, dropped connections,
-the orchestrator and a domain service killed and restarted; then every invariant must hold."""
+the orchestrator and a domain service killed and restarted, the database crashed and restarted
+under them; then every invariant must hold and no process may have exited on its own."""
 
 import os
 
@@ -13,6 +14,7 @@ def test_a_small_chaos_run_keeps_every_invariant(databases, tmp_path):
         chaos_seconds=10,
         orchestrator_kills=2,
         service_kills=1,
+        pg_restarts=1,
         seed=20261124,
         db_prefix=f"{os.environ.get('TEST_DB_PREFIX', 'saga_test')}_chaos",
         settle_seconds=120,
@@ -25,4 +27,6 @@ def test_a_small_chaos_run_keeps_every_invariant(databases, tmp_path):
     assert 48 <= result.report.sagas <= 60
     assert result.reservations > 0
     assert result.events["SIGKILL orchestrator"] == 2
+    assert result.events["crash-restart postgres"] == 1
+    assert result.exited == []
     assert sum(result.report.by_status.values()) == result.report.sagas
