@@ -20,8 +20,14 @@ def list_payments(
     session: SessionDep,
     order_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
     reservation_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=INT64_MAX, description="the last id of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PaymentOut]:
-    payments = service.list_payments(session, order_id, reservation_id)
+    """Payments in the order they were made, a page at a time: the next page starts `after` the
+    last id of this one (a page shorter than `limit` is the last)."""
+    payments = service.list_payments(session, order_id, reservation_id, after=after, limit=limit)
     return [PaymentOut(**service.to_json(p)) for p in payments]
 
 

@@ -31,10 +31,17 @@ def to_json(view: PaymentView) -> dict[str, Any]:
 
 
 def list_payments(
-    session: Session, order_id: int | None, reservation_id: int | None = None
+    session: Session,
+    order_id: int | None,
+    reservation_id: int | None = None,
+    *,
+    after: int | None = None,
+    limit: int = 100,
 ) -> list[PaymentView]:
     with reading(session):
-        query = select(Payment).order_by(Payment.id)
+        query = select(Payment).order_by(Payment.id).limit(limit)
+        if after is not None:
+            query = query.where(Payment.id > after)
         if order_id is not None:
             query = query.where(Payment.order_id == order_id)
         if reservation_id is not None:

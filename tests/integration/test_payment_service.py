@@ -99,11 +99,14 @@ def test_lists_nothing_for_an_order_without_payments(client: TestClient) -> None
     assert payments_of(client, new_id()) == []
 
 
-def test_lists_every_payment_without_a_filter(client: TestClient) -> None:
-    payment = approve(client, a_payment(), new_key()).json()
-    response = client.get("/payments")
-    assert response.status_code == 200
-    assert payment in response.json()
+def test_lists_every_payment_without_a_filter_a_page_at_a_time(client: TestClient) -> None:
+    made = [approve(client, a_payment(), new_key()).json() for _ in range(3)]
+    first = client.get("/payments", params={"after": made[0]["id"] - 1, "limit": 2})
+    assert first.status_code == 200
+    assert first.json() == made[:2]
+    rest = client.get("/payments", params={"after": first.json()[-1]["id"], "limit": 2})
+    assert rest.json()[0] == made[2]
+    assert_error(client.get("/payments", params={"limit": 1001}), 422, "validation_error")
 
 
 @pytest.mark.parametrize("order_id", ["abc", "0", "-1", "1.5", str(2**63)])
