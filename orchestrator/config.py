@@ -70,6 +70,20 @@ class Settings(ServiceSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _relay_pass_fits_in_its_claim(self) -> "Settings":
+        # A relay claims a batch, then delivers it `relay_concurrency` at a time, each delivery
+        # taking up to `relay_timeout`; a claim that expires mid-pass lets another relay take
+        # the same events, and deliver them a second time, out of their order.
+        rounds = -(-self.relay_batch // self.relay_concurrency)
+        if rounds * self.relay_timeout >= self.relay_claim_seconds:
+            raise ValueError(
+                "ORCHESTRATOR_RELAY_CLAIM_SECONDS must exceed ceil(ORCHESTRATOR_RELAY_BATCH / "
+                "ORCHESTRATOR_RELAY_CONCURRENCY) x ORCHESTRATOR_RELAY_TIMEOUT "
+                f"({rounds} x {self.relay_timeout} s)"
+            )
+        return self
+
     def resolved_instance_id(self) -> str:
         if self.instance_id:
             return self.instance_id

@@ -45,3 +45,14 @@ def test_the_orchestrator_refuses_calls_that_outlast_a_lease(monkeypatch):
     monkeypatch.setenv("ORCHESTRATOR_LEASE_SECONDS", "30")
     with pytest.raises(ValidationError, match="LEASE_SECONDS"):
         OrchestratorSettings()
+
+
+def test_the_orchestrator_refuses_a_relay_pass_that_outlasts_its_claim(monkeypatch):
+    monkeypatch.setenv("ORCHESTRATOR_RELAY_BATCH", "50")
+    monkeypatch.setenv("ORCHESTRATOR_RELAY_CONCURRENCY", "16")
+    monkeypatch.setenv("ORCHESTRATOR_RELAY_TIMEOUT", "5")
+    monkeypatch.setenv("ORCHESTRATOR_RELAY_CLAIM_SECONDS", "15")  # 4 rounds of 5 s do not fit
+    with pytest.raises(ValidationError, match="RELAY_CLAIM_SECONDS"):
+        OrchestratorSettings()
+    monkeypatch.setenv("ORCHESTRATOR_RELAY_CLAIM_SECONDS", "30")
+    assert OrchestratorSettings().relay_claim_seconds == 30
