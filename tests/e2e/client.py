@@ -208,3 +208,9 @@ def assert_invariants(saga_ids: list[str], user_ids: list[int]) -> Report:
 def delayed_in_flight(api: Api, service: str) -> int:
     r = api.http.get(api.url(service, "/_faults"), headers=SERVICE_AUTH)
     return r.json()["delayed_in_flight"]
+
+
+def held(api: Api, service: str, point: str) -> int:
+    """Calls stopped at `point` by a `hold` fault rule right now."""
+    r = api.http.get(api.url(service, "/_faults"), headers=SERVICE_AUTH)
+    return r.json()["held"].get(point, 0)

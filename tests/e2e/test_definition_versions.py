@@ -7,7 +7,7 @@ import time
 from orchestrator.payment_saga import PAYMENT_SAGA
 from orchestrator.saga import SagaDefinition
 from orchestrator.service import start_saga
-from tests.e2e.client import Api, assert_invariants, delayed_in_flight
+from tests.e2e.client import Api, assert_invariants, held
 from tests.e2e.inprocess import runner, saga_store
 from tools.stack import Stack
 
@@ -22,11 +22,12 @@ async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
         runner(store, stack, "old-deploy", {V1.key: V1}, step_timeout=0.5) as old,
         runner(store, stack, "new-deploy", {V1.key: V1, V2.key: V2}, step_timeout=0.5) as new,
     ):
-        # The old deployment starts a saga on v1 and dies while its deduction is in flight.
-        api.fault("user", "deduct", "delay", delay_ms=1_500)
+        # The old deployment starts a saga on v1 and dies while its deduction is in flight: every
+        # deduction is held at the user service until the new deployment has the saga.
+        api.fault("user", "deduct", "hold", times=None)
         in_flight = await start_saga(old, V1, {"order_id": old_order}, None, f"order:{old_order}")
         deadline = time.monotonic() + 10
-        while delayed_in_flight(api, "user") == 0:
+        while held(api, "user", "deduct") == 0:
             assert time.monotonic() < deadline, "the deduction never started"
             await asyncio.sleep(0.05)
         await old.stop()  # gone without a word: its lease runs out
@@ -36,6 +37,7 @@ async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
         while not await new.recover(limit=10):
             assert time.monotonic() < deadline, "the new deployment never took the saga over"
             await asyncio.sleep(0.2)
+        api.clear_faults()  # the held deductions go on: the old run's, applied late, replays
         fresh = await start_saga(new, V2, {"order_id": new_order}, None, f"order:{new_order}")
         finished = [await new.wait_until_final(s.id, 30) for s in (in_flight, fresh)]
         histories = [await store.attempts(s.id) for s in (in_flight, fresh)]

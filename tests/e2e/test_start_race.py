@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.e2e.client import SERVICE_AUTH, Api, assert_invariants, wait_for
+from tests.e2e.client import SERVICE_AUTH, Api, assert_invariants, held, wait_for
 from tools.stack import Process, Stack, orchestrator_process
 
 
@@ -31,11 +31,6 @@ def patient_orchestrator(stack: Stack, tmp_path) -> Process:
     process.stop()
 
 
-def _held(api: Api, service: str, point: str) -> int:
-    r = api.http.get(api.url(service, "/_faults"), headers=SERVICE_AUTH)
-    return r.json()["held"].get(point, 0)
-
-
 def _release_one(api: Api, service: str, point: str) -> None:
     r = api.http.post(
         api.url(service, "/_faults/release"), json={"point": point}, headers=SERVICE_AUTH
@@ -49,9 +44,9 @@ def _race(api: Api, service: str, point: str, start: Callable[[], httpx.Response
     api.fault(service, point, "hold", times=2)
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(start)
-        wait_for(lambda: _held(api, service, point) == 1, 30, "the first start's read to be held")
+        wait_for(lambda: held(api, service, point) == 1, 30, "the first start's read to be held")
         resent = pool.submit(start)
-        wait_for(lambda: _held(api, service, point) == 2, 30, "the re-send's read to be held")
+        wait_for(lambda: held(api, service, point) == 2, 30, "the re-send's read to be held")
         _release_one(api, service, point)
         first_answer = first.result(timeout=60)
         _release_one(api, service, point)
