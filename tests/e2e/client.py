@@ -189,18 +189,22 @@ def wait_for(condition, timeout: float = 30, what: str = "condition"):
         time.sleep(0.05)
 
 
-def databases_under_test() -> Databases:
+def databases_under_test(orchestrator: str | None = None) -> Databases:
     return Databases(
         orders=database_url("ORDERS"),
         users=database_url("USERS"),
         payments=database_url("PAYMENTS"),
-        orchestrator=database_url("ORCHESTRATOR"),
+        orchestrator=orchestrator or database_url("ORCHESTRATOR"),
         concerts=database_url("CONCERTS"),
     )
 
 
-def assert_invariants(saga_ids: list[str], user_ids: list[int]) -> Report:
-    report = check(databases_under_test(), saga_ids, user_ids)
+def assert_invariants(
+    saga_ids: list[str], user_ids: list[int], orchestrator: str | None = None
+) -> Report:
+    """The invariants over these sagas (in the suite's orchestrator database, unless another
+    one is named)."""
+    report = check(databases_under_test(orchestrator), saga_ids, user_ids)
     assert report.violations == []
     return report
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from common.db import drop_database, migrate
 from orchestrator.clients import build_clients
 from orchestrator.runner import SagaRunner
 from orchestrator.saga import RetryPolicy, SagaDefinition
@@ -17,9 +18,21 @@ from tools.stack import Stack
 QUICK = RetryPolicy(attempts=3, initial_backoff=0.05, max_backoff=0.2, max_seconds=10)
 
 
-@asynccontextmanager
-async def saga_store(lease_seconds: float = 10) -> AsyncIterator[SagaStore]:
+def private_orchestrator_database(name: str) -> str:
+    """A fresh orchestrator database beside the suite's: sagas written there are out of reach of
+    the stack's orchestrator, whose recovery loop would otherwise race a test's runner for them."""
     url = make_url(database_url("ORCHESTRATOR")).set(drivername="postgresql+psycopg")
+    url = url.set(database=f"{url.database}_{name}")
+    drop_database(url)
+    migrate(url, "orchestrator")
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@asynccontextmanager
+async def saga_store(
+    lease_seconds: float = 10, database: str | None = None
+) -> AsyncIterator[SagaStore]:
+    url = make_url(database or database_url("ORCHESTRATOR")).set(drivername="postgresql+psycopg")
     engine = create_async_engine(url)
     try:
         yield SagaStore(async_sessionmaker(engine, expire_on_commit=False), lease_seconds)

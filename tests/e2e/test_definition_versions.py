@@ -8,7 +8,7 @@ from orchestrator.payment_saga import PAYMENT_SAGA
 from orchestrator.saga import SagaDefinition
 from orchestrator.service import start_saga
 from tests.e2e.client import Api, assert_invariants, held
-from tests.e2e.inprocess import runner, saga_store
+from tests.e2e.inprocess import private_orchestrator_database, runner, saga_store
 from tools.stack import Stack
 
 V1 = PAYMENT_SAGA
@@ -17,8 +17,10 @@ V2 = SagaDefinition("payment", 2, (V1.steps[0], V1.steps[2], V1.steps[1], V1.ste
 
 
 async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
+    # On a database of its own: the stack's orchestrator must not take the saga over instead.
+    database = private_orchestrator_database("deploy")
     async with (
-        saga_store(lease_seconds=1) as store,
+        saga_store(lease_seconds=1, database=database) as store,
         runner(store, stack, "old-deploy", {V1.key: V1}, step_timeout=0.5) as old,
         runner(store, stack, "new-deploy", {V1.key: V1, V2.key: V2}, step_timeout=0.5) as new,
     ):
@@ -41,7 +43,7 @@ async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
         fresh = await start_saga(new, V2, {"order_id": new_order}, None, f"order:{new_order}")
         finished = [await new.wait_until_final(s.id, 30) for s in (in_flight, fresh)]
         histories = [await store.attempts(s.id) for s in (in_flight, fresh)]
-        return finished, histories
+        return finished, histories, database
 
 
 def _action_order(history) -> list[str]:
@@ -56,11 +58,12 @@ def test_in_flight_sagas_finish_on_their_version_after_a_deploy(api: Api, stack:
     user_id = api.create_user(10_000)
     old_order, new_order = api.create_order(user_id, 1_000), api.create_order(user_id, 2_000)
 
-    (old, new), (old_history, new_history) = asyncio.run(_deploy(api, stack, old_order, new_order))
+    deployed = asyncio.run(_deploy(api, stack, old_order, new_order))
+    (old, new), (old_history, new_history), database = deployed
 
     assert (old.version, old.status) == (1, "COMPLETED")
     assert _action_order(old_history) == [s.name for s in V1.steps]
     assert (new.version, new.status) == (2, "COMPLETED")
     assert _action_order(new_history) == [s.name for s in V2.steps]
     assert api.balance(user_id) == 7_000
-    assert_invariants([str(old.id), str(new.id)], [user_id])
+    assert_invariants([str(old.id), str(new.id)], [user_id], orchestrator=database)

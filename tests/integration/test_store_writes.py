@@ -12,9 +12,17 @@ from orchestrator.models import OutboxMessage, StepAttempt
 from orchestrator.payment_saga import PAYMENT_SAGA
 from orchestrator.saga import OutcomeEvent, Phase, Position, RemoteCall, SagaStatus
 from orchestrator.store import LeaseLost, Owner, SagaStore
-from tests.e2e.inprocess import saga_store
+from tests.e2e.inprocess import private_orchestrator_database, saga_store
 
 pytestmark = pytest.mark.usefixtures("databases")
+
+
+@pytest.fixture(scope="module")
+def database(databases) -> str:
+    """The sagas these tests leave running must not be taken over by a live orchestrator."""
+    return private_orchestrator_database("store_writes")
+
+
 CALL = RemoteCall("order", "POST", "/orders/1/payment-complete")
 COMPLETED = Position(SagaStatus.COMPLETED, 4, Phase.ACTION)
 
@@ -36,9 +44,9 @@ async def _attempts(store: SagaStore, saga_id: uuid.UUID) -> list[tuple[int, str
         return [tuple(row) for row in rows]
 
 
-def test_a_final_move_tried_again_after_it_committed_unseen_stands():
+def test_a_final_move_tried_again_after_it_committed_unseen_stands(database):
     async def scenario():
-        async with saga_store() as store:
+        async with saga_store(database=database) as store:
             state, token = await _started(store, Owner.new("store-test"))
             event = OutcomeEvent("order:1", "order.paid", {"order_id": 1})
             await store.move(state, token, COMPLETED, event=event)
@@ -54,9 +62,9 @@ def test_a_final_move_tried_again_after_it_committed_unseen_stands():
     assert asyncio.run(scenario()) == ["order.paid"]
 
 
-def test_a_move_tried_again_on_a_saga_another_run_took_is_a_lost_lease():
+def test_a_move_tried_again_on_a_saga_another_run_took_is_a_lost_lease(database):
     async def scenario():
-        async with saga_store() as store:
+        async with saga_store(database=database) as store:
             state, _ = await _started(store, Owner.new("store-test"))
             with pytest.raises(LeaseLost):
                 await store.move(state, "someone-else#x.y", COMPLETED, again=True)
@@ -64,9 +72,9 @@ def test_a_move_tried_again_on_a_saga_another_run_took_is_a_lost_lease():
     asyncio.run(scenario())
 
 
-def test_a_write_ahead_tried_again_leaves_the_unseen_one_interrupted():
+def test_a_write_ahead_tried_again_leaves_the_unseen_one_interrupted(database):
     async def scenario():
-        async with saga_store() as store:
+        async with saga_store(database=database) as store:
             state, token = await _started(store, Owner.new("store-test"))
             key = f"{state.id}:complete_order_payment:action"
             await store.begin_attempt(state.id, token, 3, "complete", Phase.ACTION, key, CALL)
