@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from psycopg import errors, sql
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -136,6 +137,38 @@ def create_service_engine(url: URL, pool_size: int, max_overflow: int) -> Engine
     )
     ping_when_idle(engine)
     return engine
+
+
+def libpq_url(url: URL) -> str:
+    """`url` as libpq takes it (no SQLAlchemy driver name)."""
+    return _libpq_dsn(url)
+
+
+async def open_pool(
+    url: URL, size: int, *, prepared: bool = True, name: str = "hot path"
+) -> AsyncConnectionPool:
+    """A psycopg pool of autocommit connections, for plain SQL on a hot path.
+
+    A checkout waits at most CONNECT_TIMEOUT_SECONDS for a connection (psycopg_pool's default
+    is 30 s), so a database that is down fails a call in time for its caller to back off. A
+    connection that broke is discarded when it is given back. `prepared`: let the server
+    prepare a statement after a few uses (psycopg's default); off behind a pooler that cannot
+    keep them (PgBouncer in transaction mode before 1.21)."""
+    pool = AsyncConnectionPool(
+        libpq_url(url),
+        min_size=1,
+        max_size=size,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": 5 if prepared else None,
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        },
+        name=name,
+        open=False,
+    )
+    await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS * 2)
+    return pool
 
 
 # -- the database away ----------------------------------------------------------------------------

@@ -7,12 +7,19 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from common import logs
 from common import metrics as http_metrics
-from common.db import CONNECT_TIMEOUT_SECONDS, head_revision, not_ready_async, ping_when_idle
+from common.db import (
+    CONNECT_TIMEOUT_SECONDS,
+    head_revision,
+    not_ready_async,
+    open_pool,
+    ping_when_idle,
+)
 from common.errors import error_body
 from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
 from common.web import readiness_answer
@@ -28,17 +35,30 @@ log = logging.getLogger(__name__)
 
 
 def _engine(settings: Settings) -> AsyncEngine:
+    """SQLAlchemy, for the admin's reads and the health checks: a few connections. The hot path
+    has a pool of its own (`_pool`)."""
     engine = create_async_engine(
         settings.sqlalchemy_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=1,
+        max_overflow=2,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
     ping_when_idle(engine.sync_engine)
     return engine
 
 
-def build_relay(settings: Settings, sessionmaker: async_sessionmaker, owner: Owner) -> OutboxRelay:
+async def _pool(settings: Settings) -> AsyncConnectionPool:
+    """The hot path's connections: the saga runs, the starts, recovery and the relay."""
+    return await open_pool(
+        settings.sqlalchemy_url,
+        settings.db_pool_size + settings.db_max_overflow,
+        prepared=settings.db_prepared_statements,
+    )
+
+
+def build_relay(
+    settings: Settings, pool: AsyncConnectionPool, sessionmaker: async_sessionmaker, owner: Owner
+) -> OutboxRelay:
     http = httpx.AsyncClient(
         base_url=settings.data_platform_url,
         headers={"Authorization": f"Bearer {settings.service_token}"},
@@ -46,6 +66,7 @@ def build_relay(settings: Settings, sessionmaker: async_sessionmaker, owner: Own
         limits=httpx.Limits(keepalive_expiry=2.0),  # before the platform's keep-alive timeout
     )
     return OutboxRelay(
+        pool,
         sessionmaker,
         http,
         owner=f"{owner.instance_id}#{owner.incarnation}",
@@ -68,11 +89,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         engine = _engine(settings)
         sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        pool = await _pool(settings)
         clients = build_clients(
             settings.service_urls(), settings.service_token, settings.step_timeout
         )
-        relay = build_relay(settings, sessionmaker, owner)
-        store = SagaStore(sessionmaker, settings.lease_seconds)
+        relay = build_relay(settings, pool, sessionmaker, owner)
+        store = SagaStore(pool, sessionmaker, settings.lease_seconds)
         runner = SagaRunner(
             store,
             clients,
@@ -105,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for client in clients.values():
                 await client.http.aclose()
             await relay.http.aclose()
+            await pool.close()
             await engine.dispose()
 
     app = FastAPI(title="saga orchestrator", lifespan=lifespan, responses=DOCUMENTED_ERRORS)
@@ -145,8 +168,10 @@ def run_relay(settings: Settings) -> None:
 
     async def main() -> None:
         engine = _engine(settings)
+        pool = await _pool(settings)
         owner = Owner.new(f"{settings.resolved_instance_id()}-relay")
-        relay = build_relay(settings, async_sessionmaker(engine, expire_on_commit=False), owner)
+        sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        relay = build_relay(settings, pool, sessionmaker, owner)
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -155,6 +180,7 @@ def run_relay(settings: Settings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await relay.http.aclose()
+        await pool.close()
         await engine.dispose()
 
     asyncio.run(main())

@@ -58,6 +58,9 @@ class Settings(ServiceSettings):
     # their turn, and recovery takes over no more than there is room for.
     max_running_sagas: int = Field(64, ge=1)
     max_wait_seconds: float = Field(120.0, gt=0)
+    # Let PostgreSQL prepare the hot path's statements (psycopg does after a few uses). Turn
+    # off behind a pooler that cannot keep them: PgBouncer in transaction mode before 1.21.
+    db_prepared_statements: bool = True
 
     @model_validator(mode="after")
     def _calls_fit_in_a_lease(self) -> "Settings":

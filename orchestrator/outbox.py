@@ -26,15 +26,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Select, func, select, update
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from common import logs
 from common.db import Outage, backoff, unavailable
 from orchestrator import metrics
-from orchestrator.models import OutboxMessage, SagaRecord
-from orchestrator.store import EXACT_BELOW, Count, planner_estimates
+from orchestrator.models import OutboxMessage
+from orchestrator.store import EXACT_BELOW, Count, PlainSql, planner_estimates
 
 log = logging.getLogger(__name__)
 
@@ -60,36 +60,54 @@ class RelayPolicy:
     interval: float = 1.0
 
 
-def _claimable() -> Select:
-    """Pending rows due now, unclaimed or with an expired claim, heads of their aggregate only."""
-    older = aliased(OutboxMessage)
-    older_pending = (
-        select(older.id)
-        .where(
-            older.aggregate_id == OutboxMessage.aggregate_id,
-            older.status == "PENDING",
-            older.id < OutboxMessage.id,
-        )
-        .exists()
-    )
-    return select(OutboxMessage.id).where(
-        OutboxMessage.status == "PENDING",
-        OutboxMessage.next_attempt_at <= func.now(),
-        (OutboxMessage.claimed_until.is_(None)) | (OutboxMessage.claimed_until < func.now()),
-        ~older_pending,
-    )
+# Claim up to `limit` deliverable rows, in one statement: pending, due, unclaimed (or their claim
+# expired), and the oldest pending row of their aggregate; each with its saga's request id.
+CLAIM = """
+    UPDATE outbox
+    SET claimed_by = %(token)s, claimed_until = now() + %(claim)s, attempts = attempts + 1
+    WHERE id IN (
+        SELECT candidate.id FROM outbox AS candidate
+        WHERE candidate.status = 'PENDING' AND candidate.next_attempt_at <= now()
+          AND (candidate.claimed_until IS NULL OR candidate.claimed_until < now())
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox AS older
+              WHERE older.aggregate_id = candidate.aggregate_id
+                AND older.status = 'PENDING' AND older.id < candidate.id)
+        ORDER BY candidate.id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+    RETURNING id, event_id, type, payload, occurred_at, attempts,
+              (SELECT request_id FROM sagas WHERE sagas.id = outbox.saga_id)
+"""
+# Whoever holds the claim now, an event that reached the platform is delivered.
+MARK_DELIVERED = """
+    UPDATE outbox SET status = 'DELIVERED', delivered_at = now(), claimed_by = NULL,
+                      claimed_until = NULL, last_error = NULL
+    WHERE id = ANY(%(ids)s) AND status = 'PENDING'
+"""
+# The rest are tried again after their backoff, if this relay still holds their claim.
+RESCHEDULE = """
+    UPDATE outbox SET next_attempt_at = now() + make_interval(secs => failed.delay),
+                      claimed_by = NULL, claimed_until = NULL, last_error = failed.problem
+    FROM unnest(%(ids)s::bigint[], %(delays)s::float8[], %(problems)s::text[])
+        AS failed(id, delay, problem)
+    WHERE outbox.id = failed.id AND outbox.claimed_by = %(token)s
+"""
+PENDING = "SELECT count(*) FROM outbox WHERE status = 'PENDING'"
 
 
 class OutboxRelay:
     def __init__(
         self,
+        pool: AsyncConnectionPool,
         sessionmaker: async_sessionmaker[AsyncSession],
         http: httpx.AsyncClient,
         *,
         owner: str,
         policy: RelayPolicy,
     ):
-        self.sessionmaker = sessionmaker
+        self.sql = PlainSql(pool)  # claims and marks: plain SQL, as the saga's hot path
+        self.sessionmaker = sessionmaker  # the admin's views of the backlog
         self.http = http
         self.owner = owner
         self.policy = policy
@@ -103,37 +121,11 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def claim(self, limit: int) -> tuple[str, list[Claimed]]:
-        """Claim up to `limit` deliverable rows, in one statement."""
+        """Claim up to `limit` deliverable rows, in one statement (CLAIM)."""
         token = f"{self.owner}.{uuid.uuid4().hex[:12]}"
-        candidates = (
-            _claimable().order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
-        )
-        request_id = (
-            select(SagaRecord.request_id)
-            .where(SagaRecord.id == OutboxMessage.saga_id)
-            .scalar_subquery()
-        )
-        async with self.sessionmaker.begin() as session:
-            rows = await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(candidates.scalar_subquery()))
-                .values(
-                    claimed_by=token,
-                    claimed_until=func.now() + timedelta(seconds=self.policy.claim_seconds),
-                    attempts=OutboxMessage.attempts + 1,
-                )
-                .returning(
-                    OutboxMessage.id,
-                    OutboxMessage.event_id,
-                    OutboxMessage.type,
-                    OutboxMessage.payload,
-                    OutboxMessage.occurred_at,
-                    OutboxMessage.attempts,
-                    request_id,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+        params = {"token": token, "claim": timedelta(seconds=self.policy.claim_seconds)}
+        rows = await self.sql.all(CLAIM, {**params, "limit": limit})
+        return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2 ** (attempts - 1))
@@ -157,37 +149,22 @@ class OutboxRelay:
         return f"HTTP {response.status_code}: {response.text[:200]}"
 
     async def _record(self, token: str, outcomes: list[tuple[Claimed, str | None]]) -> None:
-        """Mark what was delivered (one statement for all of them) and reschedule the rest."""
+        """Mark what was delivered (one statement) and reschedule the rest (one more)."""
         delivered = [m.id for m, problem in outcomes if problem is None]
-        async with self.sessionmaker.begin() as session:
+        failed = [(m, problem) for m, problem in outcomes if problem is not None]
+        async with self.sql.pool.connection() as conn:
             if delivered:
-                # Whoever holds the claim now, the event reached the platform: it is delivered.
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_(delivered), OutboxMessage.status == "PENDING")
-                    .values(
-                        status="DELIVERED",
-                        delivered_at=func.now(),
-                        claimed_by=None,
-                        claimed_until=None,
-                        last_error=None,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-            for message, problem in outcomes:
-                if problem is None:
-                    continue
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == message.id, OutboxMessage.claimed_by == token)
-                    .values(
-                        next_attempt_at=func.now()
-                        + timedelta(seconds=self._backoff(message.attempts)),
-                        claimed_by=None,
-                        claimed_until=None,
-                        last_error=problem,
-                    )
-                    .execution_options(synchronize_session=False)
+                await self.sql.execute(conn, MARK_DELIVERED, {"ids": delivered})
+            if failed:
+                await self.sql.execute(
+                    conn,
+                    RESCHEDULE,
+                    {
+                        "ids": [m.id for m, _ in failed],
+                        "delays": [self._backoff(m.attempts) for m, _ in failed],
+                        "problems": [problem for _, problem in failed],
+                        "token": token,
+                    },
                 )
         for message, problem in outcomes:
             if problem is None:
@@ -251,12 +228,8 @@ class OutboxRelay:
     async def pending(self) -> int:
         """The backlog, read through the index of pending rows: this runs every second, and
         must not cost more as delivered rows pile up."""
-        async with self.sessionmaker() as session:
-            return await session.scalar(
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(OutboxMessage.status == "PENDING")
-            )
+        row = await self.sql.one(PENDING)
+        return row[0] if row is not None else 0
 
     async def backlog(
         self, *, at_a_glance: bool = False, exact_below: int = EXACT_BELOW

@@ -1,30 +1,27 @@
-"""Persistence of sagas and their step attempts. Every write is one short transaction, never open
-across a remote call, and every write to a running saga is fenced by its lease token."""
+"""Persistence of sagas and their step attempts. Every write is one statement, atomic on its
+own (autocommit: no BEGIN, no COMMIT), never open across a remote call, and every write to a
+running saga is fenced by its lease token.
+
+The hot path (a saga's run, its start, recovery) is plain SQL through a psycopg connection pool:
+each statement below is written once, sent with its parameters, and prepared by the server after
+a few uses, with no ORM unit of work, no statement compilation and no result processing beyond
+psycopg's own. The admin reads (pages, counts, a saga's attempts) stay on SQLAlchemy: they run
+on an operator's request, not once per step.
+"""
 
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Row,
-    and_,
-    bindparam,
-    exists,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    text,
-    tuple_,
-    update,
-)
-from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from psycopg import AsyncConnection as PgConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import Row, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from orchestrator.models import OutboxMessage, SagaRecord, StepAttempt
+from orchestrator.models import SagaRecord, StepAttempt
 from orchestrator.saga import (
     FINAL_STATUSES,
     OutcomeEvent,
@@ -37,39 +34,144 @@ from orchestrator.saga import (
 )
 
 LIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-# The hot path (a saga's run) speaks SQLAlchemy Core on these tables: no ORM unit of work, no
-# identity map, a handful of statements per step. Reads for the admin API use the ORM.
 SAGAS = SagaRecord.__table__
-STEPS = StepAttempt.__table__
-OUTBOX = OutboxMessage.__table__
+
+# The columns of a saga, in the order SagaState.of_row takes them.
+SAGA_COLUMNS = """id, type, definition_version, status, phase, step, payload, results, error,
+    attention, client_key, request_id, lease_owner, created_at, updated_at, finished_at"""
+
+CREATE = f"""
+    INSERT INTO sagas (id, type, definition_version, status, phase, step, payload, results,
+                       client_key, lock_key, request_id, lease_owner, lease_expires_at)
+    VALUES (%(id)s, %(type)s, %(version)s, %(status)s, %(phase)s, 0, %(payload)s, '{{}}',
+            %(client_key)s, %(lock_key)s, %(request_id)s, %(token)s, now() + %(lease)s)
+    ON CONFLICT DO NOTHING
+    RETURNING {SAGA_COLUMNS}
+"""
+GET = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE id = %s"
+BY_CLIENT_KEY = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE type = %s AND client_key = %s"
+LIVE_BY_LOCK_KEY = (
+    f"SELECT {SAGA_COLUMNS} FROM sagas WHERE lock_key = %s AND status <> 'COMPENSATED'"
+)
 
 # Write-ahead of one call, in one statement: renew the lease (fenced by its token) and, only if
 # that matched, insert the attempt numbered after the earlier attempts of the same call.
-BEGIN_ATTEMPT = text("""
+BEGIN_ATTEMPT = """
     WITH renewed AS (
-        UPDATE sagas SET lease_expires_at = now() + :lease, updated_at = now()
-        WHERE id = :saga_id AND lease_owner = :token
+        UPDATE sagas SET lease_expires_at = now() + %(lease)s, updated_at = now()
+        WHERE id = %(saga_id)s AND lease_owner = %(token)s
         RETURNING id
     )
     INSERT INTO saga_steps
         (saga_id, step, step_name, phase, attempt, status, idempotency_key, owner, request)
-    SELECT renewed.id, CAST(:step AS integer), :step_name, CAST(:phase AS varchar),
+    SELECT renewed.id, %(step)s::integer, %(step_name)s, %(phase)s::varchar,
            (SELECT coalesce(max(attempt), 0) + 1 FROM saga_steps
-            WHERE saga_id = :saga_id AND step = CAST(:step AS integer)
-              AND phase = CAST(:phase AS varchar)),
-           'STARTED', :key, :token, :request
+            WHERE saga_id = %(saga_id)s AND step = %(step)s::integer
+              AND phase = %(phase)s::varchar),
+           'STARTED', %(key)s, %(token)s, %(request)s
     FROM renewed
     RETURNING id
-""").bindparams(bindparam("request", type_=JSONB))
-
+"""
 
 # Before a write-ahead is tried again after its answer was lost: an earlier try may have committed
 # its attempt unseen, and that call never left. Its outcome is marked unknown, as recovery marks
 # the calls of a run that died (a later refusal of the step is then not taken at its word).
-INTERRUPT_UNSENT = text("""
+INTERRUPT_UNSENT = """
     UPDATE saga_steps SET status = 'INTERRUPTED', finished_at = now()
-    WHERE saga_id = :saga_id AND owner = :token AND status = 'STARTED'
-""")
+    WHERE saga_id = %(saga_id)s AND owner = %(token)s AND status = 'STARTED'
+"""
+
+HAD_UNKNOWN_OUTCOME = """
+    SELECT 1 FROM saga_steps
+    WHERE saga_id = %s AND step = %s AND phase = %s AND status IN ('FAILED', 'INTERRUPTED')
+    LIMIT 1
+"""
+
+# The end of a failed call (before its retry), fenced: the lease is renewed in the same statement.
+FINISH_ATTEMPT = """
+    WITH renewed AS (
+        UPDATE sagas SET lease_expires_at = now() + %(lease)s, updated_at = now()
+        WHERE id = %(saga_id)s AND lease_owner = %(token)s
+        RETURNING id
+    )
+    UPDATE saga_steps
+    SET status = %(status)s, response = %(response)s, error = %(error)s, finished_at = now()
+    WHERE id = %(attempt_id)s AND EXISTS (SELECT 1 FROM renewed)
+    RETURNING id
+"""
+
+# A saga's move, in one statement: the fenced update of its position and, only if that matched,
+# the end of the call that led here and the outcome's event (data-modifying CTEs of the move, so
+# the event exists if and only if the outcome committed). One text for every move, so that the
+# server prepares it once: what a move does not change is passed as NULL or false.
+MOVE = """
+    WITH moved AS (
+        UPDATE sagas SET
+            status = %(status)s, step = %(step)s, phase = %(phase)s, updated_at = now(),
+            attention = %(attention)s,
+            results = CASE WHEN %(result_step)s::text IS NULL THEN results
+                           ELSE results || jsonb_build_object(%(result_step)s::text,
+                                                              %(response)s::jsonb) END,
+            error = coalesce(%(error)s, error),
+            lease_owner = CASE WHEN %(release)s THEN NULL ELSE lease_owner END,
+            lease_expires_at = CASE WHEN %(release)s THEN NULL ELSE now() + %(lease)s END,
+            finished_at = CASE WHEN %(final)s THEN now() ELSE finished_at END
+        WHERE id = %(saga_id)s AND lease_owner = %(token)s AND status = %(from_status)s
+        RETURNING id
+    ), finished AS (
+        UPDATE saga_steps
+        SET status = 'SUCCEEDED', response = %(response)s, finished_at = now()
+        WHERE id = %(attempt_id)s AND EXISTS (SELECT 1 FROM moved)
+        RETURNING id
+    ), event AS (
+        INSERT INTO outbox (event_id, saga_id, aggregate_id, type, payload)
+        SELECT %(event_id)s, moved.id, %(aggregate_id)s, %(event_type)s, %(event_payload)s
+        FROM moved WHERE %(event_id)s::uuid IS NOT NULL
+        RETURNING id
+    )
+    SELECT id FROM moved
+"""
+STANDS_AT = "SELECT status, step, phase, lease_owner FROM sagas WHERE id = %s"
+
+# Recovery, in one statement: take over unfinished sagas whose lease expired (or, at start, the
+# ones an earlier incarnation of this same instance left behind), skipping rows another replica
+# is claiming; each gets a token of its own; the previous owner's unfinished calls are marked
+# INTERRUPTED (their outcome is unknown: the new run repeats them under the same keys).
+CLAIM_EXPIRED = """
+    WITH candidates AS (
+        SELECT id FROM sagas
+        WHERE status IN ('RUNNING', 'COMPENSATING')
+          AND (lease_expires_at < now()
+               OR (%(own_orphans)s AND left(lease_owner, %(instance_length)s) = %(instance)s
+                   AND left(lease_owner, %(prefix_length)s) <> %(prefix)s))
+        ORDER BY lease_expires_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE sagas SET lease_owner = %(prefix)s || substr(md5(random()::text || id::text), 1, 12),
+                         lease_expires_at = now() + %(lease)s
+        WHERE id IN (SELECT id FROM candidates)
+        RETURNING id, lease_owner
+    ), interrupted AS (
+        UPDATE saga_steps SET status = 'INTERRUPTED', finished_at = now()
+        WHERE saga_id IN (SELECT id FROM claimed) AND status = 'STARTED'
+    )
+    SELECT id, lease_owner FROM claimed
+"""
+CLAIM_FOR_RETRY = """
+    UPDATE sagas SET status = %(status)s, lease_owner = %(token)s,
+                     lease_expires_at = now() + %(lease)s, updated_at = now(), attention = NULL
+    WHERE id = %(saga_id)s AND status = 'NEEDS_ATTENTION'
+    RETURNING id
+"""
+RELEASE_LEASES = """
+    UPDATE sagas SET lease_expires_at = now() - interval '1 second'
+    WHERE status IN ('RUNNING', 'COMPENSATING') AND left(lease_owner, %(length)s) = %(prefix)s
+"""
+
+
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
 
 
 # Below this many rows (by the planner's statistics) a table is counted exactly on every page.
@@ -141,6 +243,11 @@ class SagaState:
         return self.status in FINAL_STATUSES
 
     @classmethod
+    def of_row(cls, row: tuple[Any, ...]) -> "SagaState":
+        """From the columns of SAGA_COLUMNS, in their order (the fields' order)."""
+        return cls(*row[:3], SagaStatus(row[3]), Phase(row[4]), *row[5:])
+
+    @classmethod
     def of(cls, row: SagaRecord | Row) -> "SagaState":
         return cls(
             id=row.id,
@@ -186,18 +293,45 @@ class Owner:
         return f"{self.prefix}{uuid.uuid4().hex[:12]}"
 
 
-def _starts_with(prefix: str):
-    return func.left(SagaRecord.lease_owner, len(prefix)) == prefix
+# Sees every statement of the hot path before it is sent (tools/bench_scale.py explains them).
+StatementHook = Callable[[str, Mapping[str, Any] | tuple[Any, ...] | None], None]
+
+
+class PlainSql:
+    """Statements on a pool of autocommit connections, each shown to `statement_hook` first."""
+
+    def __init__(self, pool: AsyncConnectionPool):
+        self.pool = pool
+        self.statement_hook: StatementHook | None = None
+
+    async def execute(self, conn: PgConnection, sql: str, params: Any = None) -> Any:
+        if self.statement_hook is not None:
+            self.statement_hook(sql, params)
+        return await conn.execute(sql, params)
+
+    async def one(self, sql: str, params: Any = None) -> tuple[Any, ...] | None:
+        async with self.pool.connection() as conn:
+            return await (await self.execute(conn, sql, params)).fetchone()
+
+    async def all(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        async with self.pool.connection() as conn:
+            return await (await self.execute(conn, sql, params)).fetchall()
 
 
 class SagaStore:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], lease_seconds: float):
-        self.sessionmaker = sessionmaker
-        self.engine = sessionmaker.kw["bind"]
-        # A single statement is atomic by itself: run alone, it needs no BEGIN and no COMMIT
-        # (two round trips fewer, for every write-ahead, every start and every read).
-        self.single = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        lease_seconds: float,
+    ):
+        self.sql = PlainSql(pool)  # the hot path
+        self.sessionmaker = sessionmaker  # the admin reads
         self.lease = timedelta(seconds=lease_seconds)
+
+    async def _saga(self, sql: str, params: Any) -> "SagaState | None":
+        row = await self.sql.one(sql, params)
+        return SagaState.of_row(row) if row is not None else None
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -209,58 +343,34 @@ class SagaStore:
         lock_key: str,
         lease_token: str,
         request_id: str | None = None,
-    ) -> SagaState | None:
+    ) -> "SagaState | None":
         """Insert a RUNNING saga owned by `lease_token`; None if a saga with this client key, or a
         live one with this lock key, exists already."""
-        async with self.single.connect() as conn:
-            row = (
-                await conn.execute(
-                    pg_insert(SAGAS)
-                    .values(
-                        id=uuid.uuid4(),
-                        type=definition.name,
-                        definition_version=definition.version,
-                        status=SagaStatus.RUNNING,
-                        phase=Phase.ACTION,
-                        step=0,
-                        payload=payload,
-                        results={},
-                        client_key=client_key,
-                        lock_key=lock_key,
-                        request_id=request_id,
-                        lease_owner=lease_token,
-                        lease_expires_at=func.now() + self.lease,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(SAGAS)
-                )
-            ).one_or_none()
-            return SagaState.of(row) if row else None
+        params = dict(
+            id=uuid.uuid4(),
+            type=definition.name,
+            version=definition.version,
+            status=SagaStatus.RUNNING,
+            phase=str(Phase.ACTION),
+            payload=Jsonb(payload),
+            client_key=client_key,
+            lock_key=lock_key,
+            request_id=request_id,
+            token=lease_token,
+            lease=self.lease,
+        )
+        return await self._saga(CREATE, params)
 
-    async def find_by_client_key(self, saga_type: str, client_key: str) -> SagaState | None:
-        async with self.sessionmaker() as session:
-            row = await session.scalar(
-                select(SagaRecord).where(
-                    SagaRecord.type == saga_type, SagaRecord.client_key == client_key
-                )
-            )
-            return SagaState.of(row) if row else None
+    async def find_by_client_key(self, saga_type: str, client_key: str) -> "SagaState | None":
+        return await self._saga(BY_CLIENT_KEY, (saga_type, client_key))
 
-    async def find_live_by_lock_key(self, lock_key: str) -> SagaState | None:
-        async with self.sessionmaker() as session:
-            row = await session.scalar(
-                select(SagaRecord).where(
-                    SagaRecord.lock_key == lock_key, SagaRecord.status != SagaStatus.COMPENSATED
-                )
-            )
-            return SagaState.of(row) if row else None
+    async def find_live_by_lock_key(self, lock_key: str) -> "SagaState | None":
+        return await self._saga(LIVE_BY_LOCK_KEY, (lock_key,))
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def get(self, saga_id: uuid.UUID) -> SagaState | None:
-        async with self.single.connect() as conn:
-            row = (await conn.execute(select(SAGAS).where(SAGAS.c.id == saga_id))).one_or_none()
-            return SagaState.of(row) if row else None
+    async def get(self, saga_id: uuid.UUID) -> "SagaState | None":
+        return await self._saga(GET, (saga_id,))
 
     async def attempts(self, saga_id: uuid.UUID) -> list[StepAttempt]:
         async with self.sessionmaker() as session:
@@ -306,7 +416,8 @@ class SagaStore:
         counted exactly while the table is small, else estimated from the planner's
         statistics (kept by autovacuum's ANALYZE), and marked as estimates."""
         unfinished = (*LIVE, SagaStatus.NEEDS_ATTENTION)
-        async with self.single.connect() as conn:
+        async with self.sessionmaker() as session:
+            conn = await session.connection()
             rows = await conn.execute(
                 select(SAGAS.c.status, func.count())
                 .where(SAGAS.c.status.in_(unfinished))
@@ -333,16 +444,6 @@ class SagaStore:
 
     # -- running (fenced by the lease token) ---------------------------------------------------
 
-    async def _renew(self, conn: AsyncConnection, saga_id: uuid.UUID, token: str) -> None:
-        renewed = await conn.scalar(
-            update(SAGAS)
-            .where(SAGAS.c.id == saga_id, SAGAS.c.lease_owner == token)
-            .values(lease_expires_at=func.now() + self.lease, updated_at=func.now())
-            .returning(SAGAS.c.id)
-        )
-        if renewed is None:
-            raise LeaseLost(f"saga {saga_id} is no longer leased to {token}")
-
     async def begin_attempt(
         self,
         saga_id: uuid.UUID,
@@ -357,49 +458,29 @@ class SagaStore:
     ) -> int:
         """Write-ahead: record the attempt before the call leaves (one statement). `again`: an
         earlier try may have recorded one whose answer was lost (see INTERRUPT_UNSENT)."""
-        async with self.single.connect() as conn:
+        params = {
+            "lease": self.lease,
+            "saga_id": saga_id,
+            "token": token,
+            "step": step_index,
+            "step_name": step_name,
+            "phase": str(phase),
+            "key": key,
+            "request": Jsonb(asdict(call)),
+        }
+        async with self.sql.pool.connection() as conn:
             if again:
-                await conn.execute(INTERRUPT_UNSENT, {"saga_id": saga_id, "token": token})
-            attempt_id = await conn.scalar(
-                BEGIN_ATTEMPT,
-                {
-                    "lease": self.lease,
-                    "saga_id": saga_id,
-                    "token": token,
-                    "step": step_index,
-                    "step_name": step_name,
-                    "phase": str(phase),
-                    "key": key,
-                    "request": asdict(call),
-                },
-            )
-        if attempt_id is None:
+                await self.sql.execute(conn, INTERRUPT_UNSENT, params)
+            row = await (await self.sql.execute(conn, BEGIN_ATTEMPT, params)).fetchone()
+        if row is None:
             raise LeaseLost(f"saga {saga_id} is no longer leased to {token}")
-        return attempt_id
+        return row[0]
 
     async def had_unknown_outcome(self, saga_id: uuid.UUID, step_index: int, phase: Phase) -> bool:
         """Whether an attempt of this call ended without an answer (a transient fault, or a run
         that died mid-call): it may have applied whatever a later attempt was told."""
-        async with self.single.connect() as conn:
-            found = await conn.scalar(
-                select(STEPS.c.id)
-                .where(
-                    STEPS.c.saga_id == saga_id,
-                    STEPS.c.step == step_index,
-                    STEPS.c.phase == phase,
-                    STEPS.c.status.in_(("FAILED", "INTERRUPTED")),
-                )
-                .limit(1)
-            )
-            return found is not None
-
-    @staticmethod
-    def _finish(attempt_id: int, status: str, response: dict | None, error: dict | None):
-        return (
-            update(STEPS)
-            .where(STEPS.c.id == attempt_id)
-            .values(status=status, response=response, error=error, finished_at=func.now())
-        )
+        found = await self.sql.one(HAD_UNKNOWN_OUTCOME, (saga_id, step_index, str(phase)))
+        return found is not None
 
     async def finish_attempt(
         self,
@@ -411,13 +492,21 @@ class SagaStore:
         response: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        async with self.engine.begin() as conn:
-            await self._renew(conn, saga_id, token)
-            await conn.execute(self._finish(attempt_id, status, response, error))
+        params = {
+            "lease": self.lease,
+            "saga_id": saga_id,
+            "token": token,
+            "attempt_id": attempt_id,
+            "status": status,
+            "response": _json(response),
+            "error": _json(error),
+        }
+        if await self.sql.one(FINISH_ATTEMPT, params) is None:
+            raise LeaseLost(f"saga {saga_id} is no longer leased to {token}")
 
     async def move(
         self,
-        state: SagaState,
+        state: "SagaState",
         token: str,
         to: Position,
         *,
@@ -430,153 +519,86 @@ class SagaStore:
     ) -> None:
         """Persist the saga's next position; a final or stuck saga gives up its lease. The
         outcome's event goes into the outbox in the same statement: it exists if and only if
-        the outcome committed. `finished_attempt` (attempt id, status, response) records the
-        end of the call that led here in the same statement too.
+        the outcome committed. `finished_attempt` (attempt id, "SUCCEEDED", response) records
+        the end of the call that led here in the same statement too; `result` (step name,
+        response) adds an action's answer to the saga's results.
 
         `again`: an earlier try of this same move may have committed unseen. If this one then
         matches nothing, the saga is read: standing where the move leads, and still this run's
         (or released, as a final or stuck saga is), the move was made; otherwise the lease is
         lost."""
         check_transition(state.status, to.status)
-        values: dict[str, Any] = {
-            "status": to.status,
+        final = to.status in FINAL_STATUSES
+        result_step = result[0] if result is not None else None
+        attempt_id, _, response = finished_attempt or (None, None, None)
+        if result is not None and finished_attempt is None:
+            response = result[1]
+        params = {
+            "saga_id": state.id,
+            "token": token,
+            "from_status": str(state.status),
+            "status": str(to.status),
             "step": to.step,
-            "phase": to.phase,
-            "updated_at": func.now(),
-            "attention": attention,
+            "phase": str(to.phase),
+            "attention": _json(attention),
+            "result_step": result_step,
+            "response": _json(response),
+            "error": _json(error),
+            "release": final or to.status is SagaStatus.NEEDS_ATTENTION,
+            "final": final,
+            "lease": self.lease,
+            "attempt_id": attempt_id,
+            "event_id": uuid.uuid4() if event is not None else None,
+            "aggregate_id": event.aggregate_id if event is not None else None,
+            "event_type": event.type if event is not None else None,
+            "event_payload": Jsonb(event.payload) if event is not None else None,
         }
-        if result is not None:
-            # Whole-value write: the lease fence below guarantees nobody else writes this row.
-            name, response = result
-            values["results"] = {**state.results, name: response}
-        if error is not None:
-            values["error"] = error
-        if to.status in FINAL_STATUSES or to.status is SagaStatus.NEEDS_ATTENTION:
-            values.update(lease_owner=None, lease_expires_at=None)
-        else:
-            values["lease_expires_at"] = func.now() + self.lease
-        if to.status in FINAL_STATUSES:
-            values["finished_at"] = func.now()
-        # One statement, atomic on its own: the fenced move, and only if it matched, the end of
-        # the call that led here and the outcome's event (data-modifying CTEs of the move).
-        moved = (
-            update(SAGAS)
-            .where(
-                SAGAS.c.id == state.id,
-                SAGAS.c.lease_owner == token,
-                SAGAS.c.status == state.status,
-            )
-            .values(**values)
-            .returning(SAGAS.c.id)
-            .cte("moved")
-        )
-        statement = select(moved.c.id)
-        if finished_attempt is not None:
-            attempt_id, status, response = finished_attempt
-            finish = (
-                self._finish(attempt_id, status, response, None)
-                .where(exists(select(moved.c.id)))
-                .returning(STEPS.c.id)
-                .cte("finished")
-            )
-            statement = statement.add_cte(finish)
-        if event is not None:
-            row = select(
-                literal(uuid.uuid4(), UUID(as_uuid=True)),
-                moved.c.id,
-                literal(event.aggregate_id),
-                literal(event.type),
-                literal(event.payload, JSONB),
-            )
-            columns = ["event_id", "saga_id", "aggregate_id", "type", "payload"]
-            written = insert(OUTBOX).from_select(columns, row).returning(OUTBOX.c.id).cte("event")
-            statement = statement.add_cte(written)
-        async with self.single.connect() as conn:
-            if await conn.scalar(statement) is not None:
+        async with self.sql.pool.connection() as conn:
+            if await (await self.sql.execute(conn, MOVE, params)).fetchone() is not None:
                 return
             if again and await self._stands_at(conn, state.id, token, to):
                 return
         raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
 
     async def _stands_at(
-        self, conn: AsyncConnection, saga_id: uuid.UUID, token: str, to: Position
+        self, conn: PgConnection, saga_id: uuid.UUID, token: str, to: Position
     ) -> bool:
-        row = (
-            await conn.execute(
-                select(SAGAS.c.status, SAGAS.c.step, SAGAS.c.phase, SAGAS.c.lease_owner).where(
-                    SAGAS.c.id == saga_id
-                )
-            )
-        ).one_or_none()
-        if row is None or (row.status, row.step, row.phase) != (to.status, to.step, to.phase):
+        row = await (await self.sql.execute(conn, STANDS_AT, (saga_id,))).fetchone()
+        if row is None or tuple(row[:3]) != (to.status, to.step, to.phase):
             return False
         released = to.status in FINAL_STATUSES or to.status is SagaStatus.NEEDS_ATTENTION
-        return row.lease_owner == token or (released and row.lease_owner is None)
+        return row[3] == token or (released and row[3] is None)
 
     # -- recovery ------------------------------------------------------------------------------
 
     async def claim_expired(
-        self, owner: Owner, limit: int, *, own_orphans: bool = False
+        self, owner: "Owner", limit: int, *, own_orphans: bool = False
     ) -> list[tuple[uuid.UUID, str]]:
         """Take over unfinished sagas whose lease expired (or, at start, the ones an earlier
         incarnation of this same instance left behind), skipping rows another replica is
-        claiming."""
-        expired = SagaRecord.lease_expires_at < func.now()
-        if own_orphans:
-            orphaned = and_(_starts_with(owner.instance_prefix), ~_starts_with(owner.prefix))
-            expired = or_(expired, orphaned)
-        candidates = (
-            select(SagaRecord.id)
-            .where(SagaRecord.status.in_(LIVE), expired)
-            .order_by(SagaRecord.lease_expires_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        claimed: list[tuple[uuid.UUID, str]] = []
-        async with self.sessionmaker.begin() as session:
-            ids = list(await session.scalars(candidates))
-            for saga_id in ids:
-                token = owner.lease_token()
-                await session.execute(
-                    update(SagaRecord)
-                    .where(SagaRecord.id == saga_id)
-                    .values(lease_owner=token, lease_expires_at=func.now() + self.lease)
-                )
-                claimed.append((saga_id, token))
-            if ids:
-                # The previous owner's unfinished calls: their outcome is unknown; the new run
-                # repeats them under the same keys.
-                await session.execute(
-                    update(StepAttempt)
-                    .where(StepAttempt.saga_id.in_(ids), StepAttempt.status == "STARTED")
-                    .values(status="INTERRUPTED", finished_at=func.now())
-                )
-        return claimed
+        claiming (CLAIM_EXPIRED)."""
+        params = {
+            "own_orphans": own_orphans,
+            "instance": owner.instance_prefix,
+            "instance_length": len(owner.instance_prefix),
+            "prefix": owner.prefix,
+            "prefix_length": len(owner.prefix),
+            "limit": limit,
+            "lease": self.lease,
+        }
+        async with self.sql.pool.connection() as conn:
+            rows = await (await self.sql.execute(conn, CLAIM_EXPIRED, params)).fetchall()
+        return [(row[0], row[1]) for row in rows]
 
-    async def claim_for_retry(self, saga_id: uuid.UUID, owner: Owner, to: Position) -> str | None:
+    async def claim_for_retry(self, saga_id: uuid.UUID, owner: "Owner", to: Position) -> str | None:
         """An operator's retry of a NEEDS_ATTENTION saga: resume it under a new lease."""
         check_transition(SagaStatus.NEEDS_ATTENTION, to.status)
         token = owner.lease_token()
-        async with self.sessionmaker.begin() as session:
-            claimed = await session.scalar(
-                update(SagaRecord)
-                .where(SagaRecord.id == saga_id, SagaRecord.status == SagaStatus.NEEDS_ATTENTION)
-                .values(
-                    status=to.status,
-                    lease_owner=token,
-                    lease_expires_at=func.now() + self.lease,
-                    updated_at=func.now(),
-                    attention=None,
-                )
-                .returning(SagaRecord.id)
-            )
-        return token if claimed else None
+        params = {"status": str(to.status), "token": token, "lease": self.lease, "saga_id": saga_id}
+        return token if await self.sql.one(CLAIM_FOR_RETRY, params) is not None else None
 
-    async def release_leases(self, owner: Owner) -> None:
+    async def release_leases(self, owner: "Owner") -> None:
         """On a clean shutdown: let any replica (or our restart) take our sagas at once."""
-        async with self.sessionmaker.begin() as session:
-            await session.execute(
-                update(SagaRecord)
-                .where(SagaRecord.status.in_(LIVE), _starts_with(owner.prefix))
-                .values(lease_expires_at=func.now() - text("interval '1 second'"))
-            )
+        async with self.sql.pool.connection() as conn:
+            params = {"length": len(owner.prefix), "prefix": owner.prefix}
+            await self.sql.execute(conn, RELEASE_LEASES, params)

@@ -38,7 +38,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from common.db import drop_database, migrate
+from common.db import drop_database, migrate, open_pool
 
 CHUNK = 50_000  # sagas per INSERT statement: bounded memory and WAL per transaction
 SEED_CONNECTIONS = min(os.cpu_count() or 1, 4)
@@ -288,6 +288,10 @@ class _Capture:
         self.failed: list[str] = []
 
     def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.statement(statement, parameters)
+
+    def statement(self, statement: str, parameters: Any) -> None:
+        """A statement about to be sent: SQLAlchemy's event, or the hot path's hook."""
         if self.current and statement.lstrip().split(None, 1)[0].upper() in STATEMENTS:
             self.statements.append((self.current, statement, parameters))
 
@@ -322,7 +326,10 @@ async def _run_the_queries(
     engine = create_async_engine(scratch, poolclass=NullPool)
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    store = SagaStore(sessions, lease_seconds=30)
+    # The hot path is plain SQL through its own pool: its statements are seen by the store.
+    pool = await open_pool(scratch, 2)
+    store = SagaStore(pool, sessions, lease_seconds=30)
+    store.sql.statement_hook = capture.statement
     owner = Owner.new("explain:0")
     key, lock = f"explain-{uuid.uuid4()}", f"order:explain-{uuid.uuid4()}"
     token, state = owner.lease_token(), None
@@ -377,7 +384,8 @@ async def _run_the_queries(
             await conn.execute(text("ANALYZE sagas, outbox"))
         ok = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
         async with httpx.AsyncClient(transport=ok, base_url="http://platform") as http:
-            relay = OutboxRelay(sessions, http, owner="explain", policy=RelayPolicy())
+            relay = OutboxRelay(pool, sessions, http, owner="explain", policy=RelayPolicy())
+            relay.sql.statement_hook = capture.statement
             with capture.label("relay: claim"):
                 claim_token, events = await relay.claim(50)
                 with capture.label("relay: mark delivered"):
@@ -413,6 +421,7 @@ async def _run_the_queries(
         with capture.label("/admin/stats: exact counts by status (an API call, not a page)"):
             await store.count_by_status()
     finally:
+        await pool.close()
         await engine.dispose()
 
 

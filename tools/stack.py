@@ -98,6 +98,7 @@ class Process:
     log_path: Path
     command: tuple[str, ...] = ()  # e.g. ("relay",); by default it serves HTTP on `port`
     popen: subprocess.Popen | None = None
+    cwd: Path = ROOT  # the checkout whose code it runs (another one: tools/bench_ab.py)
 
     @property
     def url(self) -> str:
@@ -107,7 +108,7 @@ class Process:
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", self.package, *self.command, "--port", str(self.port)],
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from common.db import drop_database, migrate
+from common.db import drop_database, migrate, open_pool
 from orchestrator.clients import build_clients
 from orchestrator.runner import SagaRunner
 from orchestrator.saga import RetryPolicy, SagaDefinition
@@ -34,9 +34,11 @@ async def saga_store(
 ) -> AsyncIterator[SagaStore]:
     url = make_url(database or database_url("ORCHESTRATOR")).set(drivername="postgresql+psycopg")
     engine = create_async_engine(url)
+    pool = await open_pool(url, 10)
     try:
-        yield SagaStore(async_sessionmaker(engine, expire_on_commit=False), lease_seconds)
+        yield SagaStore(pool, async_sessionmaker(engine, expire_on_commit=False), lease_seconds)
     finally:
+        await pool.close()
         await engine.dispose()
 
 
