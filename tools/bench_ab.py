@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from common.db import drop_database
 from tools.bench import Sample, _client, _drive, _payer, _pids, _seed
 from tools.stack import (
     ROOT,
@@ -86,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     baseline_tree = export(args.baseline, Path(tempfile.mkdtemp(prefix="bench-ab-base-")))
     stack = start_stack(log_dir, env, orchestrator_defaults=True)
-    url = make_url(env["ORCHESTRATOR_DATABASE_URL"])
-    base_db = url.set(database=f"{url.database}_baseline").render_as_string(hide_password=False)
+    url = make_url(env["ORCHESTRATOR_DATABASE_URL"]).set(database=f"{prefix}_baseline")
+    drop_database(url.set(drivername="postgresql+psycopg"))  # it migrates its own at start
+    base_db = url.render_as_string(hide_password=False)
     baseline: Process = orchestrator_process(
         stack, log_dir, "orchestrator-baseline", {"ORCHESTRATOR_DATABASE_URL": base_db}, True
     )
