@@ -30,6 +30,7 @@ from orchestrator.config import Settings, get_settings
 from orchestrator.outbox import OutboxRelay
 from orchestrator.runner import SagaRunner
 from orchestrator.store import Owner, SagaStore
+from orchestrator.transport import transport
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,12 @@ async def _pool(settings: Settings) -> AsyncConnectionPool:
 def build_relay(
     settings: Settings, pool: AsyncConnectionPool, sessionmaker: async_sessionmaker, owner: Owner
 ) -> OutboxRelay:
+    limits = httpx.Limits(keepalive_expiry=2.0)  # before the platform's keep-alive timeout
     http = httpx.AsyncClient(
         base_url=settings.data_platform_url,
         headers={"Authorization": f"Bearer {settings.service_token}"},
         timeout=settings.relay_timeout,
-        limits=httpx.Limits(keepalive_expiry=2.0),  # before the platform's keep-alive timeout
+        transport=transport(settings.data_platform_url, limits),
     )
     return OutboxRelay(
         pool,

@@ -11,6 +11,7 @@ import httpx
 
 from common import logs
 from orchestrator.saga import RemoteCall
+from orchestrator.transport import transport
 
 
 class StepError(Exception):
@@ -93,7 +94,10 @@ def build_clients(
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=2.0)
     return {
         name: ServiceClient(
-            name, httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, limits=limits)
+            name,
+            httpx.AsyncClient(
+                base_url=url, headers=headers, timeout=timeout, transport=transport(url, limits)
+            ),
         )
         for name, url in urls.items()
     }
