@@ -5,11 +5,15 @@ the orchestrator's profile at about a quarter of its CPU per saga:
 - before each request, httpcore asks every idle keep-alive connection of the pool whether its
   server closed it (`is_readable`), and anyio answers with a `poll()` system call per
   connection, after a lookup of the raw socket through its typed attributes;
-- every read and write runs inside an anyio cancel scope, for its timeout.
+- every read and write runs inside an anyio cancel scope, for its timeout;
+- a request goes out in two writes (its head, then its body), two system calls that on loopback
+  each carry the cost of delivering to the other process.
 
 `AsyncioBackend` is an httpcore network backend on asyncio's own transports and protocols: a
 connection's protocol holds what the server sent, so "has the server closed it, or sent
-anything?" is a look at its buffer; a read waits on a future with a timer for its timeout.
+anything?" is a look at its buffer; a read waits on a future with a timer for its timeout; the
+writes of one request are gathered and leave in one system call, before the caller waits for the
+answer.
 Everything else (HTTP/1.1 with h11, the pool, keep-alive, httpx's API and exceptions) is
 unchanged. `transport()` builds an httpx transport on it for `http://` URLs; TLS stays with
 httpx's default transport (`start_tls` is not offered here).
@@ -23,6 +27,8 @@ from typing import Any
 import httpcore
 import httpx
 
+GATHER_AT_MOST = 64 * 1024  # bytes of one request gathered before they are sent
+
 
 class _Protocol(asyncio.Protocol):
     """One TCP connection: what arrived and not yet read, and whether the server is done."""
@@ -34,6 +40,7 @@ class _Protocol(asyncio.Protocol):
         self.error: BaseException | None = None
         self.reader: asyncio.Future[None] | None = None  # a read waiting for data
         self.writable: asyncio.Future[None] | None = None  # a write waiting for room
+        self.outgoing: list[bytes] = []  # written, not sent yet (see AsyncioStream.write)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -88,8 +95,16 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, protocol: _Protocol):
         self._protocol = protocol
 
+    def _flush(self) -> None:
+        protocol = self._protocol
+        if protocol.outgoing and protocol.transport is not None:
+            if not protocol.transport.is_closing():
+                protocol.transport.write(b"".join(protocol.outgoing))
+            protocol.outgoing.clear()
+
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self._protocol
+        self._flush()  # what was written goes out before the answer is waited for
         if not protocol.buffer and not protocol.closed:
             protocol.reader = asyncio.get_running_loop().create_future()
             try:
@@ -113,7 +128,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         if transport is None or transport.is_closing() or protocol.closed:
             raise httpcore.WriteError("the connection is closed")
-        transport.write(buffer)
+        # Gathered: the head and the body of a request go out together, when the answer is
+        # first read (at the latest on the next turn of the loop).
+        if not protocol.outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        protocol.outgoing.append(buffer)
+        if sum(map(len, protocol.outgoing)) >= GATHER_AT_MOST:
+            self._flush()  # a large body goes out as it comes, within the flow control below
         if protocol.writable is not None:  # the kernel's buffer is full: wait for room
             try:
                 await _wait(protocol.writable, timeout)
@@ -122,6 +143,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     async def aclose(self) -> None:
         if self._protocol.transport is not None:
+            self._flush()
             self._protocol.transport.close()
 
     async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:

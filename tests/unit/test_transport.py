@@ -136,3 +136,22 @@ def test_a_server_that_hangs_up_mid_answer_is_a_transport_error():
                 await c.get("/x")
 
     asyncio.run(scenario())
+
+
+def test_a_large_body_goes_out_whole():
+    body = b"x" * (3 * 1024 * 1024)
+
+    async def echo_length(reader, writer, _):
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.lower().split(b"\r\n")
+        length = next(int(x.split(b":")[1]) for x in lines if x.startswith(b"content-length"))
+        received = len(await reader.readexactly(length))
+        writer.write(_answer(str(received).encode()))
+        await writer.drain()
+
+    async def scenario():
+        server, url, _ = await _serve(echo_length)
+        async with server, httpx.AsyncClient(base_url=url, transport=transport(url, LIMITS)) as c:
+            return (await c.post("/x", content=body)).json()
+
+    assert asyncio.run(scenario()) == len(body)
