@@ -9,7 +9,7 @@ from common.fields import Text
 from common.web import SessionDep
 from data_platform import service
 from data_platform.domain import Behaviour, Control
-from data_platform.schemas import ControlIn, ControlOut, Event, Stored
+from data_platform.schemas import ControlIn, ControlOut, Event, EventBatch, Stored, StoredBatch
 
 router = APIRouter(tags=["events"])
 
@@ -18,24 +18,50 @@ def _behaviour(request: Request) -> Behaviour:
     return request.app.state.behaviour
 
 
+def _misbehaving(behaviour: Behaviour) -> JSONResponse | None:
+    """What the platform answers instead of storing, when told to fail or slow down."""
+    control = behaviour.control
+    if control.latency_ms:
+        time.sleep(control.latency_ms / 1000)
+    if control.down:
+        return JSONResponse(error_body("unavailable", "the data platform is down"), 503)
+    if behaviour.fails_now():
+        return JSONResponse(error_body("injected_failure", "failing on purpose"), 500)
+    return None
+
+
 @router.post("/events", status_code=201, response_model=Stored)
 def receive_event(event: Event, request: Request, session: SessionDep) -> JSONResponse:
     """Store an event once per event id; a repeated delivery is absorbed (200, stored false)."""
     behaviour = _behaviour(request)
     behaviour.enter()
     try:
-        control = behaviour.control
-        if control.latency_ms:
-            time.sleep(control.latency_ms / 1000)
-        if control.down:
-            return JSONResponse(error_body("unavailable", "the data platform is down"), 503)
-        if behaviour.fails_now():
-            return JSONResponse(error_body("injected_failure", "failing on purpose"), 500)
+        if (refusal := _misbehaving(behaviour)) is not None:
+            return refusal
         stored = service.store_event(session, event)
     finally:
         behaviour.leave()
     body = Stored(event_id=event.event_id, stored=stored).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if stored else 200)
+
+
+@router.post("/events/batch", response_model=StoredBatch)
+def receive_events(batch: EventBatch, request: Request, session: SessionDep) -> JSONResponse:
+    """Several events in one delivery, each stored once per event id, all in one transaction:
+    the whole batch is taken, or (on a failure) none of it. Faults apply to the batch."""
+    behaviour = _behaviour(request)
+    behaviour.enter()
+    try:
+        if (refusal := _misbehaving(behaviour)) is not None:
+            return refusal
+        stored = service.store_events(session, batch.events)
+    finally:
+        behaviour.leave()
+    answers = [
+        Stored(event_id=event.event_id, stored=new)
+        for event, new in zip(batch.events, stored, strict=True)
+    ]
+    return JSONResponse(StoredBatch(events=answers).model_dump(mode="json"))
 
 
 @router.get("/events")

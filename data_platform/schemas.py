@@ -19,6 +19,16 @@ class Stored(BaseModel):
     stored: bool  # false: a duplicate delivery, absorbed
 
 
+class EventBatch(BaseModel):
+    """Several events in one delivery, as ingestion APIs take them (the relay sends a pass)."""
+
+    events: list[Event] = Field(min_length=1, max_length=500)
+
+
+class StoredBatch(BaseModel):
+    events: list[Stored]  # in the order they were sent
+
+
 class ControlIn(BaseModel):
     down: bool = False
     fail_rate: float = Field(0.0, ge=0.0, le=1.0)

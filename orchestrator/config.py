@@ -29,8 +29,7 @@ class Settings(ServiceSettings):
     # The outbox relay: runs inside this process unless disabled (then: python -m orchestrator
     # relay, as many as you like).
     relay_enabled: bool = True
-    relay_batch: int = Field(50, ge=1)
-    relay_concurrency: int = Field(16, ge=1)
+    relay_batch: int = Field(50, ge=1, le=500)  # events per pass, delivered in one request
     relay_timeout: float = Field(5.0, gt=0)
     relay_claim_seconds: float = Field(30.0, gt=0)
     relay_backoff_initial: float = Field(0.5, gt=0)
@@ -75,15 +74,13 @@ class Settings(ServiceSettings):
 
     @model_validator(mode="after")
     def _relay_pass_fits_in_its_claim(self) -> "Settings":
-        # A relay claims a batch, then delivers it `relay_concurrency` at a time, each delivery
-        # taking up to `relay_timeout`; a claim that expires mid-pass lets another relay take
-        # the same events, and deliver them a second time, out of their order.
-        rounds = -(-self.relay_batch // self.relay_concurrency)
-        if rounds * self.relay_timeout >= self.relay_claim_seconds:
+        # A relay claims a batch and delivers it in one request of up to `relay_timeout`; a
+        # claim that expires mid-pass lets another relay take the same events, and deliver them
+        # a second time, out of their order.
+        if self.relay_timeout >= self.relay_claim_seconds:
             raise ValueError(
-                "ORCHESTRATOR_RELAY_CLAIM_SECONDS must exceed ceil(ORCHESTRATOR_RELAY_BATCH / "
-                "ORCHESTRATOR_RELAY_CONCURRENCY) x ORCHESTRATOR_RELAY_TIMEOUT "
-                f"({rounds} x {self.relay_timeout} s)"
+                "ORCHESTRATOR_RELAY_CLAIM_SECONDS must exceed ORCHESTRATOR_RELAY_TIMEOUT "
+                f"({self.relay_timeout} s)"
             )
         return self
 
@@ -109,7 +106,6 @@ class Settings(ServiceSettings):
     def relay_policy(self) -> RelayPolicy:
         return RelayPolicy(
             batch=self.relay_batch,
-            concurrency=self.relay_concurrency,
             claim_seconds=self.relay_claim_seconds,
             backoff_initial=self.relay_backoff_initial,
             backoff_max=self.relay_backoff_max,

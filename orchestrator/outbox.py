@@ -52,8 +52,7 @@ class Claimed:
 
 @dataclass(frozen=True)
 class RelayPolicy:
-    batch: int = 50
-    concurrency: int = 16
+    batch: int = 50  # events per pass, delivered in one request
     claim_seconds: float = 30.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
@@ -131,17 +130,26 @@ class OutboxRelay:
         ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2 ** (attempts - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
-    async def _post(self, message: Claimed) -> str | None:
-        """Send one event; None if the platform took it, else what went wrong."""
-        event = {
-            "event_id": str(message.event_id),
-            "type": message.type,
-            "occurred_at": message.occurred_at.isoformat(),
-            "payload": message.payload,
-        }
-        headers = {logs.REQUEST_ID_HEADER: message.request_id} if message.request_id else {}
+    async def _post(self, messages: list[Claimed]) -> str | None:
+        """Send a pass's events in one request (the platform takes all of them, or none);
+        None if it took them, else what went wrong. The request id of the saga that wrote
+        them goes along when they share one (one event, or one saga's)."""
+        events = [
+            {
+                "event_id": str(m.event_id),
+                "type": m.type,
+                "occurred_at": m.occurred_at.isoformat(),
+                "payload": m.payload,
+            }
+            for m in messages
+        ]
+        request_ids = {m.request_id for m in messages}
+        request_id = request_ids.pop() if len(request_ids) == 1 else None
+        headers = {logs.REQUEST_ID_HEADER: request_id} if request_id else {}
         try:
-            response = await self.http.post("/events", json=event, headers=headers)
+            response = await self.http.post(
+                "/events/batch", json={"events": events}, headers=headers
+            )
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"[:500]
         if response.status_code < 300:
@@ -175,24 +183,17 @@ class OutboxRelay:
                 metrics.OUTBOX_FAILURES.labels(message.type).inc()
                 log.warning("outbox: event %s not delivered (%s)", message.event_id, problem)
 
-    async def deliver(self, token: str, message: Claimed) -> bool:
-        problem = await self._post(message)
-        await self._record(token, [(message, problem)])
+    async def deliver(self, token: str, messages: list[Claimed]) -> bool:
+        """Deliver claimed events in one request, and record the outcome."""
+        problem = await self._post(messages)
+        await self._record(token, [(message, problem) for message in messages])
         return problem is None
 
     async def run_once(self) -> int:
         # While the platform keeps failing, one event per pass probes it.
         token, claimed = await self.claim(1 if self.failing_passes else self.policy.batch)
-        limit = asyncio.Semaphore(self.policy.concurrency)
-
-        async def one(message: Claimed) -> tuple[Claimed, str | None]:
-            async with limit:
-                return message, await self._post(message)
-
-        outcomes = await asyncio.gather(*(one(m) for m in claimed))
         if claimed:
-            await self._record(token, outcomes)
-            delivered = any(problem is None for _, problem in outcomes)
+            delivered = await self.deliver(token, claimed)
             self.failing_passes = 0 if delivered else self.failing_passes + 1
         if time.monotonic() - self._backlog_read_at > 1.0:
             metrics.OUTBOX_BACKLOG.set(await self.pending())

@@ -75,10 +75,9 @@ ORCHESTRATOR_TEST_ENV = {
     "ORCHESTRATOR_RECOVERY_INTERVAL": "0.5",
     "ORCHESTRATOR_RELAY_BACKOFF_INITIAL": "0.1",
     "ORCHESTRATOR_RELAY_BACKOFF_MAX": "1.0",
-    # A claim expires fast (a killed relay's events go out again soon), so a pass is kept within
-    # it: one round of deliveries, each given less than the claim.
+    # A claim expires fast (a killed relay's events go out again soon), so a pass's delivery is
+    # given less than the claim.
     "ORCHESTRATOR_RELAY_CLAIM_SECONDS": "3",
-    "ORCHESTRATOR_RELAY_BATCH": "16",
     "ORCHESTRATOR_RELAY_TIMEOUT": "2.5",
     "ORCHESTRATOR_RELAY_INTERVAL": "0.2",
 }
