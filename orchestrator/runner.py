@@ -49,7 +49,7 @@ from orchestrator.saga import (
     idempotency_key,
     resume_after_attention,
 )
-from orchestrator.store import LeaseLost, Owner, SagaState, SagaStore
+from orchestrator.store import LeaseLost, NextAttempt, Owner, SagaState, SagaStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,6 +168,8 @@ class SagaRunner:
         # The state of every saga this process is running, as last persisted: a client waiting
         # for one of them reads it here rather than from the database.
         self._running: dict[uuid.UUID, SagaState] = {}
+        # The attempt (id, call) the last move of a saga run here wrote ahead for its next call.
+        self._ahead: dict[uuid.UUID, tuple[int, NextAttempt]] = {}
         self._database = Outage(log, "the orchestrator's database (saga runs)")
         self._recovery_database = Outage(log, "the orchestrator's database (recovery)")
 
@@ -282,6 +284,7 @@ class SagaRunner:
             log.exception("saga %s: run failed; it will be recovered", saga_id)
         finally:
             self._running.pop(saga_id, None)
+            self._ahead.pop(saga_id, None)
             self._notify(saga_id)
 
     def _context(self, state: SagaState, step: Step) -> StepContext:
@@ -324,25 +327,17 @@ class SagaRunner:
             return await self._needs_attention(state, token, step, Phase.ACTION, error)
         if outcome is CallOutcome.SUCCEEDED:
             results = {**state.results, step.name: response}
-            event = self._event(definition, state, to, results, state.error)
-            await self._persisted(
-                lambda again: self.store.move(
-                    state,
-                    token,
-                    to,
-                    result=(step.name, response),
-                    event=event,
-                    finished_attempt=called.finished(),
-                    again=again,
-                )
+            return await self._move(
+                definition,
+                state,
+                token,
+                to,
+                replace(state, results=results),
+                result=(step.name, response),
+                finished_attempt=called.finished(),
             )
-            return self._advance(state, to, results=results)
         cause = {**error.as_json(), "step": step.name}
-        event = self._event(definition, state, to, state.results, cause)
-        await self._persisted(
-            lambda again: self.store.move(state, token, to, error=cause, event=event, again=again)
-        )
-        return self._advance(state, to, error=cause)
+        return await self._move(definition, state, token, to, replace(state, error=cause))
 
     async def _settle(
         self, state: SagaState, token: str, step: Step, ctx: StepContext, fault: StepError | None
@@ -391,13 +386,66 @@ class SagaRunner:
         if called.outcome is not CallOutcome.SUCCEEDED:
             return await self._needs_attention(state, token, step, Phase.COMPENSATION, called.error)
         to = after_compensation(definition, state.step, called.outcome)
-        event = self._event(definition, state, to, state.results, state.error)
-        await self._persisted(
+        return await self._move(
+            definition, state, token, to, state, finished_attempt=called.finished()
+        )
+
+    async def _move(
+        self,
+        definition: SagaDefinition,
+        state: SagaState,
+        token: str,
+        to: Position,
+        changed: SagaState,
+        *,
+        result: tuple[str, dict[str, Any]] | None = None,
+        finished_attempt: tuple[int, str, dict[str, Any] | None] | None = None,
+    ) -> SagaState:
+        """Persist a move to `to` (`changed`: the state with the move's new results or error),
+        with its outcome event if it ends the saga, and the write-ahead of the call it makes
+        next if it goes on: one statement."""
+        moved = replace(changed, status=to.status, step=to.step, phase=to.phase)
+        event = self._event(definition, state, to, moved.results, moved.error)
+        try:
+            ahead = self._next_attempt(definition, moved)
+        except Exception:  # a definition that cannot build its next call: the move still stands
+            log.exception("saga %s: its next call could not be built", state.id)
+            ahead = None
+        error = moved.error if moved.error is not state.error else None
+        attempt_id = await self._persisted(
             lambda again: self.store.move(
-                state, token, to, event=event, finished_attempt=called.finished(), again=again
+                state,
+                token,
+                to,
+                result=result,
+                error=error,
+                event=event,
+                finished_attempt=finished_attempt,
+                ahead=ahead,
+                again=again,
             )
         )
-        return self._advance(state, to)
+        if attempt_id is not None and ahead is not None:
+            self._ahead[state.id] = (attempt_id, ahead)
+        return self._advance(state, to, results=moved.results, error=moved.error)
+
+    def _next_attempt(self, definition: SagaDefinition, moved: SagaState) -> NextAttempt | None:
+        """The call a saga standing at `moved` makes next, if it makes one."""
+        if moved.status is SagaStatus.RUNNING:
+            step = definition.steps[moved.step]
+            ctx = self._context(moved, step)
+            return NextAttempt(
+                moved.step, step.name, Phase.ACTION, ctx.action_key, step.action(ctx)
+            )
+        if moved.status is SagaStatus.COMPENSATING:
+            step = definition.steps[moved.step]
+            assert step.compensation is not None
+            ctx = self._context(moved, step)
+            key = idempotency_key(ctx.saga_id, step, Phase.COMPENSATION)
+            return NextAttempt(
+                moved.step, step.name, Phase.COMPENSATION, key, step.compensation(ctx)
+            )
+        return None
 
     def _event(
         self,
@@ -468,7 +516,9 @@ class SagaRunner:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
                         metrics.STEP_RETRIES.labels(state.type, step.name, phase).inc()
-                    attempt_id = await self._begin(state, token, step, phase, key, call)
+                    attempt_id = self._written_ahead(state.id, key, call)
+                    if attempt_id is None:
+                        attempt_id = await self._begin(state, token, step, phase, key, call)
                     started = time.perf_counter()
                     try:
                         response = await client.send(call, key if send_key else None, timeout)
@@ -498,6 +548,19 @@ class SagaRunner:
             )
             return Called(CallOutcome.EXHAUSTED, error=fault)
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _written_ahead(self, saga_id: uuid.UUID, key: str, call: RemoteCall) -> int | None:
+        """The attempt the last move wrote ahead for this very call, if it did (once)."""
+        ahead = self._ahead.pop(saga_id, None)
+        if ahead is None:
+            return None
+        attempt_id, next_attempt = ahead
+        if (next_attempt.key, next_attempt.call) != (key, call):
+            # Not what was written ahead: that attempt stays STARTED, and recovery, if it ever
+            # resumes this saga, takes it for a call of unknown outcome (as after a crash).
+            log.warning("saga %s: the call written ahead is not the one made", saga_id)
+            return None
+        return attempt_id
 
     async def _begin(
         self, state: SagaState, token: str, step: Step, phase: Phase, key: str, call: RemoteCall

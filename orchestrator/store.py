@@ -101,9 +101,11 @@ FINISH_ATTEMPT = """
 """
 
 # A saga's move, in one statement: the fenced update of its position and, only if that matched,
-# the end of the call that led here and the outcome's event (data-modifying CTEs of the move, so
-# the event exists if and only if the outcome committed). One text for every move, so that the
-# server prepares it once: what a move does not change is passed as NULL or false.
+# the end of the call that led here, the outcome's event (data-modifying CTEs of the move, so
+# the event exists if and only if the outcome committed), and the write-ahead of the call the
+# saga makes next (so that a step costs one round trip, not two: the call still leaves only once
+# its attempt is committed). One text for every move, so that the server prepares it once: what
+# a move does not do is passed as NULL or false.
 MOVE = """
     WITH moved AS (
         UPDATE sagas SET
@@ -128,8 +130,19 @@ MOVE = """
         SELECT %(event_id)s, moved.id, %(aggregate_id)s, %(event_type)s, %(event_payload)s
         FROM moved WHERE %(event_id)s::uuid IS NOT NULL
         RETURNING id
+    ), ahead AS (
+        INSERT INTO saga_steps
+            (saga_id, step, step_name, phase, attempt, status, idempotency_key, owner, request)
+        SELECT moved.id, %(next_step)s::integer, %(next_step_name)s::varchar,
+               %(next_phase)s::varchar,
+               (SELECT coalesce(max(attempt), 0) + 1 FROM saga_steps
+                WHERE saga_id = %(saga_id)s AND step = %(next_step)s::integer
+                  AND phase = %(next_phase)s::varchar),
+               'STARTED', %(next_key)s::varchar, %(token)s, %(next_request)s
+        FROM moved WHERE %(next_key)s::varchar IS NOT NULL
+        RETURNING id
     )
-    SELECT id FROM moved
+    SELECT moved.id, (SELECT id FROM ahead) FROM moved
 """
 STANDS_AT = "SELECT status, step, phase, lease_owner FROM sagas WHERE id = %s"
 
@@ -172,6 +185,17 @@ RELEASE_LEASES = """
 
 def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
+
+
+@dataclass(frozen=True)
+class NextAttempt:
+    """The call a saga makes after a move, written ahead by that move."""
+
+    step: int
+    step_name: str
+    phase: Phase
+    key: str
+    call: RemoteCall
 
 
 # Below this many rows (by the planner's statistics) a table is counted exactly on every page.
@@ -515,13 +539,15 @@ class SagaStore:
         attention: dict[str, Any] | None = None,
         event: OutcomeEvent | None = None,
         finished_attempt: tuple[int, str, dict[str, Any] | None] | None = None,
+        ahead: NextAttempt | None = None,
         again: bool = False,
-    ) -> None:
+    ) -> int | None:
         """Persist the saga's next position; a final or stuck saga gives up its lease. The
         outcome's event goes into the outbox in the same statement: it exists if and only if
         the outcome committed. `finished_attempt` (attempt id, "SUCCEEDED", response) records
         the end of the call that led here in the same statement too; `result` (step name,
-        response) adds an action's answer to the saga's results.
+        response) adds an action's answer to the saga's results; `ahead` is written ahead as the
+        next call's attempt, whose id is returned.
 
         `again`: an earlier try of this same move may have committed unseen. If this one then
         matches nothing, the saga is read: standing where the move leads, and still this run's
@@ -552,12 +578,19 @@ class SagaStore:
             "aggregate_id": event.aggregate_id if event is not None else None,
             "event_type": event.type if event is not None else None,
             "event_payload": Jsonb(event.payload) if event is not None else None,
+            # Not on a try again: that one's answer may be lost with a move that was made.
+            "next_step": ahead.step if ahead and not again else None,
+            "next_step_name": ahead.step_name if ahead and not again else None,
+            "next_phase": str(ahead.phase) if ahead and not again else None,
+            "next_key": ahead.key if ahead and not again else None,
+            "next_request": Jsonb(asdict(ahead.call)) if ahead and not again else None,
         }
         async with self.sql.pool.connection() as conn:
-            if await (await self.sql.execute(conn, MOVE, params)).fetchone() is not None:
-                return
+            row = await (await self.sql.execute(conn, MOVE, params)).fetchone()
+            if row is not None:
+                return row[1]
             if again and await self._stands_at(conn, state.id, token, to):
-                return
+                return None
         raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
 
     async def _stands_at(
