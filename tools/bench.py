@@ -1,21 +1,29 @@
 """`make bench`: what the saga costs, measured against baselines taken in the same run.
 
-Every number is reported as a ratio to a baseline measured in the same run, back to back: the
-machine is shared and noisy, so absolute numbers move between runs, ratios much less.
+Every number is reported as a ratio to a baseline measured in the same run, in interleaved
+rounds: the machine is shared and noisy, so absolute numbers move between runs, ratios much less.
+Where two runs are compared at a concurrency level (the saga and the floor, ours and a peer),
+each is measured in `--rounds` rounds in ABBA order (A B, B A, A B, ...), each run right after a
+warm-up of its own at the same concurrency; what is reported is the median of the rounds and
+their range, and a ratio is the ratio of the medians. Every process runs at LOG_LEVEL=INFO.
 
 1. The saga against the floor: payment sagas through `POST /payments?wait=` against the same
    four domain calls made by a bare async client (no persistence, no retries, no outbox), at
    each concurrency level: throughput, p50/p95/p99 latency, CPU per saga of every process
    (PostgreSQL's included). With py-spy installed, the orchestrator is profiled at one level.
-2. The peers: the same saga on DBOS Transact and on Temporal (`pip install .[bench]`), each
-   level measured back to back with ours.
+2. The peers: the same saga, doing the same work, on DBOS Transact and on Temporal
+   (`pip install .[bench]`; `tools/peers/`), in rounds with ours at each level, with the CPU
+   of the engine that sits idle meanwhile.
 3. The data platform up, down and slow: the payment's latency should not change.
 4. Recovery: sagas in flight, the orchestrator killed with SIGKILL and restarted: seconds until
    every one is final.
 5. Scale: the orchestrator's tables seeded with finished sagas: throughput and admin list
    latency as ratios to the database before, and the plan of every hot query.
 
-    python -m tools.bench [--levels 1,8,32,128] [--per-level 150] [--peers dbos,temporal] ...
+    python -m tools.bench [--levels 1,8,32,128] [--per-level 120] [--peers dbos,temporal] ...
+
+Its databases are named `<BENCH_DB_PREFIX>_*` (`saga_bench_*` by default), DBOS's system
+database among them, so that two benchmarks on one server keep apart.
 """
 
 import argparse
@@ -30,9 +38,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
@@ -42,12 +52,19 @@ from common.db import drop_database, migrate
 from tools.invariants import Databases, check
 from tools.stack import (
     Stack,
+    bench_db_prefix,
     database_env,
     orchestrator_process,
     postgres_url,
     reset_databases,
     start_stack,
 )
+
+if TYPE_CHECKING:
+    from tools.peers import PeerHandle
+
+# Pays one order through a coordinator and waits for it: None if it completed, else what it got.
+Pay = Callable[[int], Awaitable[str | None]]
 
 MODES = {
     "up": {"down": False, "fail_rate": 0.0, "latency_ms": 0},
@@ -58,6 +75,9 @@ ADMIN_TOKEN = "dev-admin-token"
 SERVICE_AUTH = {"Authorization": "Bearer dev-service-token"}
 # The orchestrator as deployed: default timeouts, budgets and relay backoff, the relay inside it.
 ORCHESTRATOR_BENCH_ENV: dict[str, str] = {}
+# One log level for every process of the bench, ours, the services' and the peers': INFO, ours'
+# production default (a process logs one line per request at INFO).
+BENCH_ENV = {"LOG_LEVEL": "INFO"}
 PROFILED_LEVEL = 32
 
 
@@ -81,6 +101,42 @@ class Sample:
     @property
     def throughput(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Rounds:
+    """One run's samples, one per round; what it reports is their median (the range beside)."""
+
+    runs: list[Sample] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        return statistics.median(s.throughput for s in self.runs)
+
+    @property
+    def low(self) -> float:
+        return min(s.throughput for s in self.runs)
+
+    @property
+    def high(self) -> float:
+        return max(s.throughput for s in self.runs)
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(s.p50 for s in self.runs)
+
+    def percentile(self, p: float) -> float:
+        return statistics.median(s.percentile(p) for s in self.runs)
+
+    @property
+    def failed(self) -> list[str]:
+        return [failure for s in self.runs for failure in s.failed]
+
+    @property
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds per saga by process: the median of the rounds."""
+        names = self.runs[0].cpu
+        return {n: statistics.median(s.cpu.get(n, 0.0) for s in self.runs) for n in names}
 
 
 def _progress(done: int, total: int, label: str) -> None:
@@ -120,7 +176,7 @@ async def _seed(http: httpx.AsyncClient, stack: Stack, count: int) -> list[int]:
     return list(await asyncio.gather(*(order() for _ in range(count))))
 
 
-def _payer(http: httpx.AsyncClient, url: str):
+def _payer(http: httpx.AsyncClient, url: str) -> Pay:
     """Pay an order through a coordinator (ours or a peer's), as a client waits for it."""
 
     async def pay(order_id: int) -> str | None:
@@ -132,7 +188,7 @@ def _payer(http: httpx.AsyncClient, url: str):
     return pay
 
 
-def _floor_payer(http: httpx.AsyncClient, stack: Stack):
+def _floor_payer(http: httpx.AsyncClient, stack: Stack) -> Pay:
     """The payment's four calls and nothing else: no saga, no retry, no outbox."""
 
     async def call(service: str, path: str, key: str, body: dict | None = None) -> dict:
@@ -291,26 +347,57 @@ def profile_summary(raw: Path) -> str:
     )
 
 
-async def concurrency_section(stack: Stack, levels: list[int], per_level: int, log_dir: Path):
-    """(level, "floor" | "saga") -> Sample; and the profile of the saga at PROFILED_LEVEL."""
+def warm_up_size(level: int) -> int:
+    """A run's warm-up: one payment per client, at the run's concurrency (pools filled, threads
+    and connections made at the size the run needs), and never fewer than 8."""
+    return max(8, level)
+
+
+async def interleaved(
+    http: httpx.AsyncClient,
+    stack: Stack,
+    runs: dict[str, Pay],
+    level: int,
+    count: int,
+    rounds: int,
+    pids: dict[str, int],
+    profiled: tuple[str, Path] | None = None,
+) -> dict[str, Rounds]:
+    """Each of `runs` (name -> pay) measured `rounds` times at concurrency `level`, `count`
+    payments a time, in ABBA order (A B, B A, A B, ...), so that neither always runs first, into
+    a machine the other left warm or tired; each right after its own warm-up (`warm_up_size`),
+    at the same concurrency. CPU is read for every process of `pids`, the idle ones included.
+    `profiled`: the run (name) to profile with py-spy in the first round, and where to."""
+    names, measured = list(runs), {name: Rounds() for name in runs}
+    for n in range(rounds):
+        for name in names if n % 2 == 0 else names[::-1]:
+            warm_up = await _seed(http, stack, warm_up_size(level))
+            orders = await _seed(http, stack, count)
+            await _drive(runs[name], warm_up, level, f"{name} warm-up", pids)
+            label = f"{name} c={level} {n + 1}/{rounds}"
+            if profiled and profiled[0] == name and n == 0:
+                with Profiler(pids["orchestrator"], profiled[1]):
+                    measured[name].runs.append(await _drive(runs[name], orders, level, label, pids))
+            else:
+                measured[name].runs.append(await _drive(runs[name], orders, level, label, pids))
+    return measured
+
+
+async def concurrency_section(
+    stack: Stack, levels: list[int], per_level: int, rounds: int, log_dir: Path
+):
+    """(level, "floor" | "saga") -> Rounds; and the profile of the saga at PROFILED_LEVEL."""
     results, profile = {}, log_dir / "orchestrator-profile.txt"
     async with _client() as http:
-        saga, floor = _payer(http, stack.url("orchestrator")), _floor_payer(http, stack)
+        runs = {"floor": _floor_payer(http, stack), "saga": _payer(http, stack.url("orchestrator"))}
         pids = _pids(stack)
-        await _drive(saga, await _seed(http, stack, 40), 8, "warm-up", pids)
         for level in levels:
-            for kind, pay in (("floor", floor), ("saga", saga)):
-                # One at a time is slow and says little about throughput: fewer of them.
-                orders = await _seed(http, stack, per_level if level > 1 else per_level // 3)
-                if kind == "saga" and level == PROFILED_LEVEL:
-                    with Profiler(pids["orchestrator"], profile):
-                        results[(level, kind)] = await _drive(
-                            pay, orders, level, f"{kind} c={level}", pids
-                        )
-                else:
-                    results[(level, kind)] = await _drive(
-                        pay, orders, level, f"{kind} c={level}", pids
-                    )
+            # One at a time is slow and says little about throughput: fewer of them.
+            count = per_level if level > 1 else per_level // 3
+            profiled = ("saga", profile) if level == PROFILED_LEVEL else None
+            measured = await interleaved(http, stack, runs, level, count, rounds, pids, profiled)
+            for kind, samples in measured.items():
+                results[(level, kind)] = samples
     return results, profile_summary(profile)
 
 
@@ -318,19 +405,23 @@ def _cpu_cell(cpu: dict[str, float]) -> str:
     return ", ".join(f"{n} {s * 1000:.0f}" for n, s in cpu.items() if s * 1000 >= 0.5)
 
 
-def concurrency_table(results) -> str:
+def _range(runs: Rounds) -> str:
+    return f"{runs.low:.1f}–{runs.high:.1f}"
+
+
+def concurrency_table(results: dict[tuple[int, str], Rounds]) -> str:
     rows = [
-        "| concurrency | run | sagas/s | vs floor | p50 ms | p95 ms | p99 ms | failed "
+        "| concurrency | run | sagas/s | range | vs floor | p50 ms | p95 ms | p99 ms | failed "
         "| CPU ms per saga |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for (level, kind), sample in results.items():
+    for (level, kind), runs in sorted(results.items(), key=lambda item: (item[0][0], item[0][1])):
         floor = results[(level, "floor")]
         rows.append(
-            f"| {level} | {kind} | {sample.throughput:.1f} "
-            f"| {_ratio(sample.throughput, floor.throughput)} | {sample.p50 * 1000:.0f} "
-            f"| {sample.percentile(0.95) * 1000:.0f} | {sample.percentile(0.99) * 1000:.0f} "
-            f"| {len(sample.failed)} | {_cpu_cell(sample.cpu)} |"
+            f"| {level} | {kind} | {runs.throughput:.1f} | {_range(runs)} "
+            f"| {_ratio(runs.throughput, floor.throughput)} | {runs.p50 * 1000:.0f} "
+            f"| {runs.percentile(0.95) * 1000:.0f} | {runs.percentile(0.99) * 1000:.0f} "
+            f"| {len(runs.failed)} | {_cpu_cell(runs.cpu)} |"
         )
     return "\n".join(rows) + _failures(results.values())
 
@@ -351,58 +442,77 @@ def _failures(samples) -> str:
 # -- 2. the peers ----------------------------------------------------------------------------
 
 
-async def peer_section(stack: Stack, peer_url: str, peer_pids, levels, per_level, name):
-    """level -> (ours, the peer's), measured back to back."""
+@dataclass
+class PeerRuns:
+    label: str  # what was run, as the report's rows say
+    processes: list[str]  # the peer's own processes (CPU by name)
+    by_level: dict[int, tuple[Rounds, Rounds]]  # ours, the peer's
+
+
+async def peer_section(
+    stack: Stack, peer: "PeerHandle", levels: list[int], per_level: int, rounds: int
+) -> dict[int, tuple[Rounds, Rounds]]:
+    """level -> (ours, the peer's), in interleaved rounds; the CPU of every process of both is
+    read during every run, so the idle one's shows too."""
     results = {}
     async with _client() as http:
-        ours, theirs = _payer(http, stack.url("orchestrator")), _payer(http, peer_url)
-        pids = {**_pids(stack), **peer_pids}
-        await _drive(theirs, await _seed(http, stack, 20), 8, f"{name} warm-up", pids)
+        runs = {"ours": _payer(http, stack.url("orchestrator")), peer.name: _payer(http, peer.url)}
+        pids = {**_pids(stack), **peer.pids}
         for level in levels:
-            mine = await _drive(ours, await _seed(http, stack, per_level), level, "saga", pids)
-            peer = await _drive(
-                theirs, await _seed(http, stack, per_level), level, f"{name} c={level}", pids
-            )
-            results[level] = (mine, peer)
+            measured = await interleaved(http, stack, runs, level, per_level, rounds, pids)
+            results[level] = (measured["ours"], measured[peer.name])
     return results
 
 
-def peers_table(peers: dict[str, dict[int, tuple[Sample, Sample]]]) -> str:
+OURS = ["orchestrator"]  # our own process; every other of the stack serves either engine
+
+
+def _idle_cell(cpu: dict[str, float], idle: list[str]) -> str:
+    """The idle engine's processes, to one decimal: a reader sees them cost (about) nothing."""
+    return ", ".join(f"{n} {cpu.get(n, 0.0) * 1000:.1f}" for n in idle)
+
+
+def peers_table(name: str, peer: PeerRuns) -> str:
+    """One peer's rows, ours and its at each level, under the label of what was run."""
     rows = [
-        "| peer | concurrency | ours sagas/s | peer sagas/s | ours vs peer | ours p50 ms "
-        "| peer p50 ms | ours p99 ms | peer p99 ms | failed (ours, peer) | peer CPU ms per saga |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"**{name}: {peer.label}**",
+        "",
+        "| concurrency | run | sagas/s | range | vs peer | p50 ms | p99 ms | failed "
+        "| CPU ms per saga | the idle engine's CPU ms per saga |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     samples = []
-    for name, by_level in peers.items():
-        for level, (ours, peer) in by_level.items():
-            samples += [ours, peer]
+    for level, (ours, theirs) in peer.by_level.items():
+        samples += [ours, theirs]
+        for run, runs, idle in (("ours", ours, peer.processes), (name, theirs, OURS)):
+            own = {n: s for n, s in runs.cpu.items() if n not in idle}
             rows.append(
-                f"| {name} | {level} | {ours.throughput:.1f} | {peer.throughput:.1f} "
-                f"| {_ratio(ours.throughput, peer.throughput)} | {ours.p50 * 1000:.0f} "
-                f"| {peer.p50 * 1000:.0f} | {ours.percentile(0.99) * 1000:.0f} "
-                f"| {peer.percentile(0.99) * 1000:.0f} | {len(ours.failed)}, {len(peer.failed)} "
-                f"| {_cpu_cell(peer.cpu)} |"
+                f"| {level} | {run} | {runs.throughput:.1f} | {_range(runs)} "
+                f"| {_ratio(runs.throughput, theirs.throughput)} | {runs.p50 * 1000:.0f} "
+                f"| {runs.percentile(0.99) * 1000:.0f} | {len(runs.failed)} "
+                f"| {_cpu_cell(own)} | {_idle_cell(runs.cpu, idle)} |"
             )
     return "\n".join(rows) + _failures(samples)
 
 
-def run_peers(stack, names, levels, per_level, log_dir, pg_url):
-    from tools.peers import start_peer
+def run_peers(stack, names, levels, per_level, rounds, log_dir, pg_url) -> dict:
+    """name -> PeerRuns, or why the peer could not be measured."""
+    from tools.peers import label, start_peer
 
     results = {}
     for name in names:
         print(f"bench: starting the {name} peer", file=sys.stderr)
         try:
-            peer = start_peer(name, stack, log_dir, pg_url)
+            peer = start_peer(
+                name, stack, log_dir, pg_url, database=f"{bench_db_prefix()}_dbos", env=BENCH_ENV
+            )
         except Exception as exc:  # not installed, or it would not start: say so in the report
             print(f"bench: the {name} peer did not start: {exc}", file=sys.stderr)
             results[name] = f"did not start: {str(exc)[:200]}"
             continue
         try:
-            results[name] = asyncio.run(
-                peer_section(stack, peer.url, peer.pids, levels, per_level, name)
-            )
+            by_level = asyncio.run(peer_section(stack, peer, levels, per_level, rounds))
+            results[name] = PeerRuns(label(name), list(peer.pids), by_level)
         finally:
             peer.stop()
     return results
@@ -600,7 +710,7 @@ def scale_section(
         stack,
         log_dir,
         "orchestrator-seeded",
-        {"ORCHESTRATOR_DATABASE_URL": seeded_db},
+        {**BENCH_ENV, "ORCHESTRATOR_DATABASE_URL": seeded_db},
         defaults=True,
     )
     other.start()
@@ -669,12 +779,12 @@ def plot(results, peers, path: Path) -> bool:
     except ImportError:
         print("bench: matplotlib is not installed (pip install .[bench]): no plot", file=sys.stderr)
         return False
-    series: dict[str, dict[int, Sample]] = {}
-    for (level, kind), sample in results.items():
-        series.setdefault("ours" if kind == "saga" else "floor", {})[level] = sample
-    for name, by_level in peers.items():
-        if isinstance(by_level, dict):
-            series[name] = {level: peer for level, (_, peer) in by_level.items()}
+    series: dict[str, dict[int, Rounds]] = {}
+    for (level, kind), runs in results.items():
+        series.setdefault("ours" if kind == "saga" else "floor", {})[level] = runs
+    for name, peer in peers.items():
+        if isinstance(peer, PeerRuns):
+            series[name] = {level: theirs for level, (_, theirs) in peer.by_level.items()}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, by_level in series.items():
         levels = sorted(by_level)
@@ -714,11 +824,12 @@ def targets(results, peers, platform_samples, recovery, scale) -> tuple[str, lis
         f"| throughput at c={c32} ≥ 0.6x the floor | {ratio:.2f}x | {_verdict(ratio >= 0.6)} |"
     )
     headline.append(f"throughput at concurrency {c32}: {ratio:.2f}x the bare chain (the floor)")
-    for name, by_level in peers.items():
-        if not isinstance(by_level, dict) or c32 not in by_level:
-            rows.append(f"| throughput at c={c32} ≥ 2x {name} | {by_level} | **not measured** |")
+    for name, peer_runs in peers.items():
+        if not isinstance(peer_runs, PeerRuns) or c32 not in peer_runs.by_level:
+            why = peer_runs if isinstance(peer_runs, str) else f"c={c32} not run"
+            rows.append(f"| throughput at c={c32} ≥ 2x {name} | {why} | **not measured** |")
             continue
-        ours, peer = by_level[c32]
+        ours, peer = peer_runs.by_level[c32]  # a ratio of the medians of the rounds
         r = ours.throughput / max(peer.throughput, 1e-9)
         rows.append(f"| throughput at c={c32} ≥ 2x {name} | {r:.2f}x | {_verdict(r >= 2)} |")
         shown = {"dbos": "DBOS", "temporal": "Temporal"}.get(name, name)
@@ -792,11 +903,12 @@ def main(argv: list[str] | None = None) -> int:
         "--per-level", type=int, default=120, help="sagas per level and run (a third at c=1)"
     )
     parser.add_argument("--peers", default="dbos,temporal", help="'' for none")
-    # 128 is left out by default: the DBOS peer stalled there (its clients waited out 120 s).
-    parser.add_argument("--peer-levels", default="8,32")
+    parser.add_argument("--peer-levels", default="8,32,128")
     parser.add_argument("--platform-sagas", type=int, default=150, help="per condition")
     parser.add_argument("--platform-concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds of every comparison"
+    )
     parser.add_argument("--recovery", type=int, default=1000, help="sagas in flight; 0: skip")
     parser.add_argument("--scale", type=int, default=1_000_000, help="seeded sagas; 0: skip")
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
@@ -807,25 +919,32 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     pg_url = postgres_url()
-    env = database_env("saga_bench", pg_url)
+    env = database_env(bench_db_prefix(), pg_url)
     reset_databases(env)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"bench: starting the services (logs in {log_dir})", file=sys.stderr)
-    stack = start_stack(log_dir, env, ORCHESTRATOR_BENCH_ENV, orchestrator_defaults=True)
+    stack = start_stack(
+        log_dir, {**env, **BENCH_ENV}, ORCHESTRATOR_BENCH_ENV, orchestrator_defaults=True
+    )
     levels = [int(n) for n in args.levels.split(",")]
     peer_names = [n for n in args.peers.split(",") if n]
     platform_samples = recovery = scale = None
     try:
-        results, profile = asyncio.run(concurrency_section(stack, levels, args.per_level, log_dir))
+        results, profile = asyncio.run(
+            concurrency_section(stack, levels, args.per_level, args.rounds, log_dir)
+        )
         print(concurrency_table(results))
         peers = run_peers(
             stack,
             peer_names,
             [int(n) for n in args.peer_levels.split(",")],
             args.per_level,
+            args.rounds,
             log_dir,
             pg_url,
         )
+        for name, peer in peers.items():
+            print(peers_table(name, peer) if isinstance(peer, PeerRuns) else f"{name}: {peer}")
         platform_samples = asyncio.run(
             data_platform_section(
                 stack, args.platform_sagas, args.platform_concurrency, args.rounds
@@ -836,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
             recovery = recovery_section(stack, args.recovery, env)
             print(recovery)
         if args.scale:
-            scale = scale_section(stack, args.scale, args.per_level, env, log_dir)
+            scale = scale_section(stack, args.scale, args.per_level, env, log_dir, args.rounds)
             from tools.bench_scale import explain_hot_queries
 
             scale.plans = explain_hot_queries(scale.database)
@@ -853,8 +972,10 @@ def main(argv: list[str] | None = None) -> int:
             headline=headline,
             concurrency=concurrency_table(results),
             profile=profile,
-            peers=peers_table({n: r for n, r in peers.items() if isinstance(r, dict)}),
-            peer_failures={n: r for n, r in peers.items() if not isinstance(r, dict)},
+            peers="\n\n".join(
+                peers_table(n, r) for n, r in peers.items() if isinstance(r, PeerRuns)
+            ),
+            peer_failures={n: r for n, r in peers.items() if not isinstance(r, PeerRuns)},
             platform=data_platform_table(platform_samples),
             recovery=recovery,
             scale=scale,

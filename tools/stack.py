@@ -46,6 +46,12 @@ def postgres_url() -> str:
     return start_embedded(ROOT / ".data" / "tools-pgserver")
 
 
+def bench_db_prefix() -> str:
+    """The prefix of the benchmark's databases (BENCH_DB_PREFIX, by default `saga_bench`), so
+    that two benchmarks on one server keep to their own."""
+    return os.environ.get("BENCH_DB_PREFIX", "saga_bench")
+
+
 def database_env(prefix: str, pg_url: str) -> dict[str, str]:
     """The <PREFIX>_DATABASE_URL of every process, on databases named `<prefix>_<suffix>`."""
     return {

@@ -3,6 +3,7 @@ report says what it measured. (Its numbers are not checked: they are measured, n
 
 from pathlib import Path
 
+from tests.conftest import PREFIX
 from tools import bench
 
 SMALL_POOLS = {
@@ -15,6 +16,7 @@ SMALL_POOLS = {
 def test_the_bench_runs_every_section_and_writes_its_report(tmp_path, monkeypatch):
     for name, value in SMALL_POOLS.items():  # beside the suite's own stack, on one server
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BENCH_DB_PREFIX", f"{PREFIX}_bench")  # not a real bench's databases
     readme = Path("README.md").read_text()
     report, picture = tmp_path / "benchmarks.md", tmp_path / "bench.png"
     argv = ["--levels", "1,4", "--per-level", "6", "--peers", "", "--platform-sagas", "3"]
@@ -31,7 +33,9 @@ def test_the_bench_runs_every_section_and_writes_its_report(tmp_path, monkeypatc
         "## 5. Scale of the stored state",
     ):
         assert heading in text
+    assert "| concurrency | run | sagas/s | range | vs floor |" in text
     assert "| 4 | saga |" in text and "| 4 | floor |" in text
+    assert "ABBA" in text  # the method says how runs are compared
     assert "| sagas unfinished at the kill | 8 |" in text
     assert "**all hold**" in text  # the recovered sagas' invariants
     assert "### 1. start: insert the saga" in text  # the query plans

@@ -1,7 +1,9 @@
 """Peers of our orchestrator for `make bench`: the same payment saga on DBOS Transact and on
 Temporal, against the same domain services, with the same keys, compensations, classification
-and retry budgets (`tools.peers.payment`). Each serves `POST /payments {"order_id"}` and answers
-once the saga is final: 200 `{"saga_id", "status", "error"}`.
+and retry budgets (`tools.peers.payment`). Each serves `POST /payments {"order_id"}` as ours does
+(`tools.peers.front`) and answers once the saga is final: 200 `{"saga_id", "status", "error"}`.
+What each runs with, and why, is set below (where the report reads it) and told in its app's
+docstring.
 
     peer = start_peer("dbos", stack, log_dir, pg_url)  # or "temporal"
     try:
@@ -29,6 +31,50 @@ if TYPE_CHECKING:
     from tools.stack import Stack
 
 PEERS = ("dbos", "temporal")
+# How each peer is run, in one place (importable without the peers' packages, for the report).
+# DBOS: admission control by a DBOS queue, at most as many workflows at once as ours runs sagas
+# (ORCHESTRATOR_MAX_RUNNING_SAGAS); more wait ENQUEUED, recorded, as ours records a saga first.
+DBOS_WORKER_CONCURRENCY = 64
+# How often the queue is looked at and a waited-for workflow's status is: DBOS's default (1 s)
+# suits background work; these workflows have a client waiting, and DBOS makes both settable
+# for that (see the app's docstring for what each costs).
+DBOS_QUEUE_POLLING = 0.1
+DBOS_RESULT_POLLING = 0.1
+# Its system database pool (DBOS's default size); its executor, which runs its database calls,
+# bounded to it: a thread beyond the pool would only wait for a connection.
+DBOS_SYSTEM_POOL = 20
+# Temporal: its dev server as its maintainers would tune it for this: SQLite in WAL mode (the
+# default rollback journal serialises every write behind a lock), and the eager paths on, each
+# of which saves a round trip through the matching service per workflow or activity task.
+TEMPORAL_DEV_SERVER_TUNING = (
+    "--sqlite-pragma",
+    "journal_mode=wal",
+    "--dynamic-config-value",
+    "system.enableEagerWorkflowStart=true",
+    "--dynamic-config-value",
+    "system.enableActivityEagerExecution=true",
+)
+TEMPORAL_LABEL = "Temporal dev server, SQLite WAL, one history shard, eager start and activities"
+
+
+def label(name: str) -> str:
+    """What peer `name` runs on, with its version, as the report labels its rows."""
+    from importlib.metadata import version
+
+    if name == "dbos":
+        return (
+            f"DBOS Transact {version('dbos')}, its system database on the same PostgreSQL, "
+            f"a queue of {DBOS_WORKER_CONCURRENCY}"
+        )
+    if name == "temporal":
+        # "temporal version 1.9.1 (Server 1.32.0, UI 2.54.1)"
+        said = subprocess.run(
+            [temporal_binary(), "--version"], capture_output=True, text=True, check=True
+        ).stdout
+        cli, _, rest = said.removeprefix("temporal version ").partition(" (")
+        server = rest.split(",")[0]
+        return f"{TEMPORAL_LABEL} ({server}, temporal CLI {cli})"
+    raise ValueError(f"unknown peer {name!r}: one of {', '.join(PEERS)}")
 
 
 @dataclass
@@ -57,7 +103,8 @@ def start_peer(
     """Start peer `name` ("dbos" or "temporal") against `stack`'s domain services; healthy when
     it returns. `pg_url`: the server DBOS keeps its system database on, as `database` (dropped
     first, so no workflow of an earlier run is recovered). `env`: more settings of the peer's
-    processes (e.g. ORCHESTRATOR_* budgets; by default the orchestrator's defaults)."""
+    processes (e.g. ORCHESTRATOR_* budgets; by default the orchestrator's defaults; LOG_LEVEL
+    also sets the Temporal server's)."""
     from tools.stack import free_port
 
     full_env = {**os.environ, **_service_urls(stack), **(env or {})}
@@ -73,6 +120,7 @@ def _service_urls(stack: Stack) -> dict[str, str]:
     from tools.stack import DOMAIN_SERVICES
 
     urls = {f"{n.upper()}_SERVICE_URL": stack.url(n) for n in DOMAIN_SERVICES}
+    urls["DATA_PLATFORM_URL"] = stack.url("data_platform")
     return {**urls, **stack.service_urls}
 
 
@@ -131,8 +179,10 @@ def _start_temporal(log_dir: Path, env: dict[str, str], port: int) -> PeerHandle
             # Persisted, as the other engines' state is (its default keeps it in memory only).
             "--db-filename",
             str(log_dir / "temporal.sqlite"),
+            *TEMPORAL_DEV_SERVER_TUNING,
+            # Its default for start-dev is warn; the bench runs every process at one level.
             "--log-level",
-            "warn",
+            env.get("LOG_LEVEL", "INFO").lower(),
         ],
         stdout=server_log,
         stderr=subprocess.STDOUT,

@@ -9,9 +9,18 @@ and retry budgets (`orchestrator.config.Settings`, from the same environment var
 An engine plugs in one thing: how one remote call, with its retries, runs as a durable step
 (`Execute`): `perform` (our retry loop in one step) or `attempt_call` (one attempt, for an engine
 that retries itself). A call's result is plain JSON (`CallResult`), so every engine can record it.
+
+The peers do the work ours does for a payment, as a user of their engine meets the same contract:
+one workflow per order (`workflow_id`, as ours holds one live saga per order), and, once the saga
+is final, the outcome event ours writes to its outbox (`orchestrator.payment_saga.outcome_event`,
+the same body) delivered to the data platform as the workflow's last durable step, under an event
+id derived from the workflow's (the platform deduplicates by it). The order is read before the
+workflow starts by the peers' fronts (`tools.peers.front`).
 """
 
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypedDict
 
 from tenacity import (
@@ -31,6 +40,7 @@ from orchestrator.saga import (
     Position,
     RemoteCall,
     RetryPolicy,
+    SagaOutcome,
     SagaStatus,
     StepContext,
     StepKind,
@@ -38,6 +48,12 @@ from orchestrator.saga import (
     after_compensation,
     idempotency_key,
 )
+
+DATA_PLATFORM = "data_platform"  # the client of the outcome event's delivery
+EVENT = "event"  # its retry budget: the relay's backoff, and no giving up in practice
+# Ours' relay retries an event until it is delivered; an engine's step needs a bound: a week.
+EVENT_ATTEMPTS = 2**31 - 1  # Temporal's maximum_attempts is an int32
+EVENT_MAX_SECONDS = 7 * 24 * 3600.0
 
 
 class CallSpec(TypedDict):
@@ -49,7 +65,7 @@ class CallSpec(TypedDict):
     body: dict[str, Any] | None
     key: str  # the step's Idempotency-Key (for a settle call: the action key it asks about)
     send_key: bool  # False for a settle call, which names the key in its body instead
-    policy: str  # "action" or "compensation": whose retry budget
+    policy: str  # "action", "compensation" or "event": whose retry budget
 
 
 class CallResult(TypedDict):
@@ -77,7 +93,30 @@ def policies(settings: Settings) -> dict[str, RetryPolicy]:
     return {
         str(Phase.ACTION): settings.action_policy(),
         str(Phase.COMPENSATION): settings.compensation_policy(),
+        EVENT: RetryPolicy(
+            EVENT_ATTEMPTS,
+            settings.relay_backoff_initial,
+            settings.relay_backoff_max,
+            EVENT_MAX_SECONDS,
+        ),
     }
+
+
+def service_urls(settings: Settings) -> dict[str, str]:
+    """Where the peers' clients go: the domain services, and the data platform for the event."""
+    return {**settings.service_urls(), DATA_PLATFORM: settings.data_platform_url}
+
+
+def workflow_id(order_id: int) -> str:
+    """One workflow per order, as ours holds one live saga per order: a repeated start of the
+    same order finds the workflow already there and answers its result."""
+    return f"payment-{order_id}"
+
+
+def event_id(saga_id: str) -> str:
+    """The outcome event's id, stable across a workflow's replays and its step's retries, so
+    that the data platform keeps one copy however often it is delivered."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"saga:{saga_id}:outcome"))
 
 
 async def attempt_call(
@@ -165,11 +204,21 @@ class SagaResult(TypedDict):
     error: dict[str, Any] | None
 
 
-async def run_payment_saga(saga_id: str, order_id: int, execute: Execute) -> SagaResult:
+async def run_payment_saga(
+    saga_id: str,
+    order_id: int,
+    order: dict[str, Any],
+    execute: Execute,
+    now: Callable[[], datetime],
+) -> SagaResult:
     """The payment saga, driven by our state machine; each call is one durable step of the engine
-    (`execute`). Deterministic given the results of `execute`, as a workflow must be."""
+    (`execute`), and so is the delivery of its outcome event once it is final. Deterministic given
+    the results of `execute`, as a workflow must be. `order`: the order as the front read it
+    (`user_id`, `amount`, `items`), for the event if step 1 never ran, as ours keeps it in the
+    saga's payload. `now`: the engine's clock for the event's time (a workflow's own, if it has
+    one)."""
     definition = PAYMENT_SAGA
-    payload = {"order_id": order_id}
+    payload = {"order_id": order_id, "order": order}
     results: dict[str, dict[str, Any]] = {}
     error: dict[str, Any] | None = None
     position = Position(SagaStatus.RUNNING, 0, Phase.ACTION)
@@ -212,7 +261,33 @@ async def run_payment_saga(saga_id: str, order_id: int, execute: Execute) -> Sag
             results[step.name] = response or {}
         else:
             error = {**(failure or {}), "step": step.name}
+    outcome = SagaOutcome(saga_id, position.status, payload, results, error)
+    await execute(event_call(outcome, now()))
     return SagaResult(saga_id=saga_id, status=str(position.status), error=error)
+
+
+def event_call(outcome: SagaOutcome, occurred_at: datetime) -> CallSpec:
+    """The delivery of a final saga's event to the data platform (`POST /events`), with the body
+    ours' outbox relay sends for the same outcome. The platform deduplicates by event id: the
+    call needs no Idempotency-Key."""
+    event = PAYMENT_SAGA.outcome_event(outcome)
+    assert event is not None  # the payment saga tells the platform of every outcome
+    key = event_id(outcome.saga_id)
+    body = {
+        "event_id": key,
+        "type": event.type,
+        "occurred_at": occurred_at.isoformat(),
+        "payload": event.payload,
+    }
+    return CallSpec(
+        service=DATA_PLATFORM,
+        method="POST",
+        path="/events",
+        body=body,
+        key=key,
+        send_key=False,
+        policy=EVENT,
+    )
 
 
 def _attention(saga_id: str, step: str, phase: Phase, error: dict[str, Any] | None) -> SagaResult:

@@ -27,6 +27,7 @@ from tools.peers import PEERS, start_peer
 from tools.stack import (
     FAULT_INJECTION_ENV,
     Stack,
+    bench_db_prefix,
     database_env,
     postgres_url,
     reset_databases,
@@ -185,8 +186,9 @@ async def run(stack: Stack, log_dir: Path, pg_url: str, peers: list[str], count:
             await throughput(http, stack, ours, 20, stack_pids)  # warm-up
             print(f"orchestrator: {await throughput(http, stack, ours, count, stack_pids)}")
         for name in peers:
+            database = f"{bench_db_prefix()}_peers_dbos"
             peer = await asyncio.to_thread(
-                start_peer, name, stack, log_dir, pg_url, database="saga_peers_dbos"
+                start_peer, name, stack, log_dir, pg_url, database=database
             )
             try:
                 problems = await check_peer(http, stack, peer.url)
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pg_url = postgres_url()
-    env = database_env("saga_peers", pg_url)
+    env = database_env(f"{bench_db_prefix()}_peers", pg_url)
     reset_databases(env)
     log_dir = Path(tempfile.mkdtemp(prefix="peers-smoke-"))
     print(f"smoke: starting the services (logs in {log_dir})", file=sys.stderr)

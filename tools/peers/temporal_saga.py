@@ -1,7 +1,7 @@
 """The payment saga as a Temporal workflow: our state machine (`tools.peers.payment`), each remote
 call one activity (`remote_call`, registered by `tools.peers.temporal_app`), retried by Temporal
 within our budgets: a transient fault fails the attempt (retried under the same key), a business
-refusal is the activity's result, final.
+refusal is the activity's result, final. The last activity delivers the outcome event.
 
 Its own module, free of the app's imports, because Temporal's sandbox re-imports a workflow's
 module for every run; what it needs from outside is passed through the sandbox.
@@ -26,8 +26,11 @@ TRANSIENT = "TransientFault"  # the ApplicationError type of an attempt to retry
 @workflow.defn(name="PaymentSaga")
 class PaymentSaga:
     @workflow.run
-    async def run(self, order_id: int, budgets: dict[str, Any]) -> SagaResult:
-        """`budgets`: `tools.peers.payment.budgets`, the orchestrator's timeouts and budgets."""
+    async def run(
+        self, order_id: int, order: dict[str, Any], budgets: dict[str, Any]
+    ) -> SagaResult:
+        """`order`: the order as the front read it. `budgets`: `tools.peers.payment.budgets`,
+        the orchestrator's timeouts and budgets."""
 
         async def execute(call: CallSpec) -> CallResult:
             budget = budgets[call["policy"]]
@@ -58,4 +61,6 @@ class PaymentSaga:
                     error = {"code": "timeout", "message": str(cause or exc), "status_code": None}
                 return CallResult(outcome=CallOutcome.EXHAUSTED, response=None, error=error)
 
-        return await run_payment_saga(workflow.info().workflow_id, order_id, execute)
+        return await run_payment_saga(
+            workflow.info().workflow_id, order_id, order, execute, workflow.now
+        )
