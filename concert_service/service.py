@@ -85,10 +85,10 @@ def hold_seat(
     confirm it."""
 
     def apply() -> tuple[int, dict[str, Any]]:
+        price = get_concert(session, concert_id).price  # an unknown concert: concert_not_found
         seat = session.get(Seat, seat_id)
         if seat is None or seat.concert_id != concert_id:
             raise SeatNotFound(f"concert {concert_id} has no seat {seat_id}")
-        price = get_concert(session, concert_id).price
         session.execute(
             update(Reservation)
             .where(

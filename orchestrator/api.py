@@ -106,9 +106,7 @@ async def start_payment(
     wait: WaitSeconds = None,
 ) -> JSONResponse:
     settings = request.app.state.settings
-    state = await service.start_payment(
-        runner, runner.clients["order"], body.order_id, key, settings.step_timeout
-    )
+    state = await service.start_payment(runner, body.order_id, key)
     return await _answer(runner, state, wait, settings.max_wait_seconds)
 
 
@@ -126,9 +124,7 @@ async def start_reservation(
     wait: WaitSeconds = None,
 ) -> JSONResponse:
     settings = request.app.state.settings
-    state = await service.start_reservation(
-        runner, runner.clients["concert"], body.model_dump(), key, settings.step_timeout
-    )
+    state = await service.start_reservation(runner, body.model_dump(), key)
     return await _answer(runner, state, wait, settings.max_wait_seconds)
 
 

@@ -30,7 +30,14 @@ class BusinessRefusal(StepError):
 
 
 class TransientFault(StepError):
-    """The outcome is unknown or the service is unavailable: retry under the same key."""
+    """The outcome is unknown or the service is unavailable: retry under the same key.
+    `unsent`: the request never left (no connection could be made), so nothing was applied."""
+
+    def __init__(
+        self, code: str, message: str, status_code: int | None = None, *, unsent: bool = False
+    ):
+        super().__init__(code, message, status_code)
+        self.unsent = unsent
 
 
 TRANSIENT_STATUSES = frozenset({408, 429})
@@ -77,8 +84,13 @@ class ServiceClient:
             response = await self.http.request(
                 call.method, call.path, json=call.body, headers=headers, timeout=timeout
             )
+        except httpx.ConnectTimeout as exc:
+            message = f"no connection to {self.name} in {timeout}s"
+            raise TransientFault("timeout", message, unsent=True) from exc
         except httpx.TimeoutException as exc:
             raise TransientFault("timeout", f"{self.name} did not answer in {timeout}s") from exc
+        except httpx.ConnectError as exc:
+            raise TransientFault("connection_error", f"{self.name}: {exc!r}", unsent=True) from exc
         except httpx.TransportError as exc:
             raise TransientFault("connection_error", f"{self.name}: {exc!r}") from exc
         return classify(response)

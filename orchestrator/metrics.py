@@ -9,6 +9,10 @@ SAGA_TRANSITIONS = Counter(
 STEP_RETRIES = Counter(
     "saga_step_retries_total", "Calls repeated after a transient fault", ["type", "step", "phase"]
 )
+STARTS_WAITING = Gauge(
+    "saga_starts_waiting",
+    "Starts waiting for another request's saga of the same key or object to be decided",
+)
 STEP_SECONDS = Histogram(
     "saga_step_call_seconds", "Latency of one remote step call", ["type", "step", "phase"]
 )

@@ -71,7 +71,7 @@ def describe(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 def outcome_event(outcome: SagaOutcome) -> OutcomeEvent:
     """`order.paid` or `order.payment_failed`, with the order as step 1 read it under its lock
-    (or, if step 1 never ran, as it was when the payment was requested)."""
+    (if step 1 never went through, the user and the amount are not known: null)."""
     order = outcome.results.get("start_order_payment") or outcome.payload.get("order") or {}
     payload = {
         "saga_id": outcome.saga_id,
@@ -104,4 +104,6 @@ PAYMENT_SAGA = SagaDefinition(
     ),
     describe=describe,
     outcome_event=outcome_event,
+    # Step 1 is the start's check: no such order, or one that cannot be paid now.
+    start_refusals=frozenset({"order_not_found", "order_not_payable"}),
 )

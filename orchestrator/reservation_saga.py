@@ -104,4 +104,6 @@ RESERVATION_SAGA = SagaDefinition(
     ),
     describe=describe,
     outcome_event=outcome_event,
+    # Step 1 is the start's check: no such concert or seat, or a seat another holds or has.
+    start_refusals=frozenset({"concert_not_found", "seat_not_found", "seat_taken"}),
 )

@@ -55,6 +55,24 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class StartRefused(Exception):
+    """The first step refused the start with a refusal its definition names: the saga was
+    removed, as if never recorded. `error` is the refusal, for the client's answer."""
+
+    def __init__(self, error: StepError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class StartUnreachable(Exception):
+    """The first call could not reach its service (nothing was sent): the saga was removed, and
+    the start can be tried again later."""
+
+    def __init__(self, error: StepError):
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Slots:
     """At most `size` saga runs at once. A run waiting for a slot that goes `first` (a recovered
     saga, an operator's retry: one holding a semantic lock, perhaps money) is handed the next
@@ -296,10 +314,11 @@ class SagaRunner:
         )
 
     async def _run_action(
-        self, definition: SagaDefinition, state: SagaState, token: str
+        self, definition: SagaDefinition, state: SagaState, token: str, *, starting: bool = False
     ) -> SagaState:
         step = definition.steps[state.step]
         ctx = self._context(state, step)
+        policy = step.retry or self.action_policy
         called = await self._call(
             state,
             token,
@@ -307,9 +326,11 @@ class SagaRunner:
             Phase.ACTION,
             step.action(ctx),
             ctx.action_key,
-            step.retry or self.action_policy,
+            replace(policy, attempts=1) if starting else policy,
             defer_success=True,
         )
+        if starting and not await self._start_decided(definition, state, token, called):
+            return state  # it stands, undecided: the run retries the call in the background
         outcome, response, error = called.outcome, called.response, called.error
         if outcome is CallOutcome.REFUSED and await self._persisted(
             lambda _: self.store.had_unknown_outcome(state.id, state.step, Phase.ACTION)
@@ -338,6 +359,70 @@ class SagaRunner:
             )
         cause = {**error.as_json(), "step": step.name}
         return await self._move(definition, state, token, to, replace(state, error=cause))
+
+    def first_call(
+        self, definition: SagaDefinition, saga_id: uuid.UUID, payload: dict[str, Any]
+    ) -> RemoteCall:
+        """The call a new saga makes first (written ahead with the saga: store.create)."""
+        step = definition.steps[0]
+        return step.action(StepContext(str(saga_id), payload, {}, self._key(saga_id, step)))
+
+    @staticmethod
+    def _key(saga_id: uuid.UUID, step: Step) -> str:
+        return idempotency_key(str(saga_id), step, Phase.ACTION)
+
+    async def begin(self, state: SagaState, token: str) -> SagaState:
+        """Decide a `starting` saga's start by its first call, made here and now, once:
+
+        - refused with a refusal its definition names (`start_refusals`: the order does not
+          exist, or cannot be paid): the saga is removed and StartRefused raised, for the
+          client's 4xx, as if it had never been recorded;
+        - not sent (the service could not be reached): removed too, StartUnreachable raised
+          (the client is told to come back);
+        - otherwise it stands, and goes on in the background from where that call left it: the
+          next steps, or the same call's retries under its key, or its compensation.
+
+        One check of the business object, then, and no more: the first step is the check.
+        Returns the saga as it stands."""
+        logs.saga_id.set(str(state.id))  # the start's own lines, and its first call, carry it
+        definition = self.definitions[(state.type, state.version)]
+        step = definition.steps[0]
+        if state.first_attempt is not None:
+            call = self.first_call(definition, state.id, state.payload)
+            ahead = NextAttempt(0, step.name, Phase.ACTION, self._key(state.id, step), call)
+            self._ahead[state.id] = (state.first_attempt, ahead)
+        try:
+            state = await self._run_action(definition, state, token, starting=True)
+        except BaseException:
+            self._ahead.pop(state.id, None)  # the run that would have used it is not spawned
+            raise
+        finally:
+            logs.saga_step.set(None)  # the start's request goes on: its lines are not the step's
+            logs.saga_phase.set(None)
+        if state.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+            self.spawn(state.id, token, state)
+        elif state.is_final and self.on_outcome is not None:
+            self.on_outcome()
+        return state
+
+    async def _start_decided(
+        self, definition: SagaDefinition, state: SagaState, token: str, called: Called
+    ) -> bool:
+        """After a starting saga's first call: withdraw it and raise (see `begin`), go on
+        deciding as for any call (True), or let it stand undecided (False)."""
+        error = called.error
+        refused = called.outcome is CallOutcome.REFUSED
+        refusing = refused and error is not None and error.code in definition.start_refusals
+        unsent = isinstance(error, TransientFault) and error.unsent
+        if (refusing or unsent) and await self._persisted(
+            lambda _: self.store.withdraw(state.id, token)
+        ):
+            assert error is not None
+            raise StartRefused(error) if refusing else StartUnreachable(error)
+        if called.outcome is CallOutcome.SUCCEEDED or refused:
+            return True  # the move that follows decides it (and clears `starting`)
+        await self._persisted(lambda _: self.store.accept(state.id, token))
+        return False
 
     async def _settle(
         self, state: SagaState, token: str, step: Step, ctx: StepContext, fault: StepError | None
@@ -475,7 +560,9 @@ class SagaRunner:
     def _advance(self, state: SagaState, to: Position, **changes: Any) -> SagaState:
         if to.status is not state.status:
             metrics.SAGA_TRANSITIONS.labels(state.type, to.status).inc()
-        return replace(state, status=to.status, step=to.step, phase=to.phase, **changes)
+        return replace(
+            state, status=to.status, step=to.step, phase=to.phase, starting=False, **changes
+        )
 
     async def _call(
         self,

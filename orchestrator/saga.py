@@ -141,6 +141,9 @@ class SagaDefinition:
     describe: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=lambda payload: {})
     # The event a final saga reports, if any: written with its final status, in one transaction.
     outcome_event: Callable[[SagaOutcome], OutcomeEvent | None] = field(default=lambda _: None)
+    # Refusal codes of the first step that refuse the start itself: the saga is removed and the
+    # client gets the refusal (e.g. 404 for an unknown order), as if none had been recorded.
+    start_refusals: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.steps:

@@ -11,7 +11,7 @@ on an operator's request, not once per step.
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from orchestrator.saga import (
     SagaDefinition,
     SagaStatus,
     check_transition,
+    idempotency_key,
 )
 
 LIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
@@ -38,15 +39,47 @@ SAGAS = SagaRecord.__table__
 
 # The columns of a saga, in the order SagaState.of_row takes them.
 SAGA_COLUMNS = """id, type, definition_version, status, phase, step, payload, results, error,
-    attention, client_key, request_id, lease_owner, created_at, updated_at, finished_at"""
+    attention, client_key, request_id, lease_owner, created_at, updated_at, finished_at,
+    starting"""
 
+# A start, in one statement: the saga (unless its client key, or a live saga of its lock key,
+# exists already: then nothing), `starting` while its first step decides whether the start
+# stands, and the write-ahead of that first call.
 CREATE = f"""
-    INSERT INTO sagas (id, type, definition_version, status, phase, step, payload, results,
-                       client_key, lock_key, request_id, lease_owner, lease_expires_at)
-    VALUES (%(id)s, %(type)s, %(version)s, %(status)s, %(phase)s, 0, %(payload)s, '{{}}',
-            %(client_key)s, %(lock_key)s, %(request_id)s, %(token)s, now() + %(lease)s)
-    ON CONFLICT DO NOTHING
-    RETURNING {SAGA_COLUMNS}
+    WITH created AS (
+        INSERT INTO sagas (id, type, definition_version, status, phase, step, payload, results,
+                           client_key, lock_key, request_id, lease_owner, lease_expires_at,
+                           starting)
+        VALUES (%(id)s, %(type)s, %(version)s, %(status)s, %(phase)s, 0, %(payload)s, '{{}}',
+                %(client_key)s, %(lock_key)s, %(request_id)s, %(token)s, now() + %(lease)s,
+                %(starting)s)
+        ON CONFLICT DO NOTHING
+        RETURNING {SAGA_COLUMNS}
+    ), ahead AS (
+        INSERT INTO saga_steps
+            (saga_id, step, step_name, phase, attempt, status, idempotency_key, owner, request)
+        SELECT created.id, 0, %(first_step_name)s::varchar, %(phase)s::varchar, 1, 'STARTED',
+               %(first_key)s::varchar, %(token)s, %(first_request)s
+        FROM created WHERE %(first_key)s::varchar IS NOT NULL
+        RETURNING id
+    )
+    SELECT {SAGA_COLUMNS}, (SELECT id FROM ahead) FROM created
+"""
+# A start refused by its first step: the saga and its attempts go, as if never recorded. Only a
+# saga still `starting`, and still this run's.
+WITHDRAW = """
+    WITH gone AS (
+        DELETE FROM sagas WHERE id = %(saga_id)s AND lease_owner = %(token)s AND starting
+        RETURNING id
+    ), attempts AS (
+        DELETE FROM saga_steps WHERE saga_id IN (SELECT id FROM gone)
+    )
+    SELECT id FROM gone
+"""
+# A start whose first step did not decide it (no answer yet): the saga stands from now on.
+ACCEPT = """
+    UPDATE sagas SET starting = false WHERE id = %(saga_id)s AND lease_owner = %(token)s
+    RETURNING id
 """
 GET = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE id = %s"
 BY_CLIENT_KEY = f"SELECT {SAGA_COLUMNS} FROM sagas WHERE type = %s AND client_key = %s"
@@ -110,7 +143,7 @@ MOVE = """
     WITH moved AS (
         UPDATE sagas SET
             status = %(status)s, step = %(step)s, phase = %(phase)s, updated_at = now(),
-            attention = %(attention)s,
+            attention = %(attention)s, starting = false,
             results = CASE WHEN %(result_step)s::text IS NULL THEN results
                            ELSE results || jsonb_build_object(%(result_step)s::text,
                                                               %(response)s::jsonb) END,
@@ -257,6 +290,9 @@ class SagaState:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    starting: bool = False  # its first step may still refuse the start (see store.CREATE)
+    # As `create` returns it: the attempt it wrote ahead for the first call (not a column).
+    first_attempt: int | None = None
 
     @property
     def position(self) -> Position:
@@ -290,6 +326,7 @@ class SagaState:
             created_at=row.created_at,
             updated_at=row.updated_at,
             finished_at=row.finished_at,
+            starting=row.starting,
         )
 
 
@@ -367,11 +404,16 @@ class SagaStore:
         lock_key: str,
         lease_token: str,
         request_id: str | None = None,
+        *,
+        saga_id: uuid.UUID | None = None,
+        first: RemoteCall | None = None,
     ) -> "SagaState | None":
         """Insert a RUNNING saga owned by `lease_token`; None if a saga with this client key, or a
-        live one with this lock key, exists already."""
+        live one with this lock key, exists already. With `first` (the call of its first step),
+        the saga is `starting` and that call is written ahead (`first_attempt`)."""
+        step = definition.steps[0]
         params = dict(
-            id=uuid.uuid4(),
+            id=saga_id or uuid.uuid4(),
             type=definition.name,
             version=definition.version,
             status=SagaStatus.RUNNING,
@@ -382,8 +424,27 @@ class SagaStore:
             request_id=request_id,
             token=lease_token,
             lease=self.lease,
+            starting=first is not None,
+            first_step_name=step.name,
+            first_key=None,
+            first_request=None,
         )
-        return await self._saga(CREATE, params)
+        if first is not None:
+            params["first_key"] = idempotency_key(str(params["id"]), step, Phase.ACTION)
+            params["first_request"] = Jsonb(asdict(first))
+        row = await self.sql.one(CREATE, params)
+        if row is None:
+            return None
+        return replace(SagaState.of_row(row[:-1]), first_attempt=row[-1])
+
+    async def withdraw(self, saga_id: uuid.UUID, token: str) -> bool:
+        """Remove a saga whose start its first step refused (WITHDRAW): whether it went."""
+        return await self.sql.one(WITHDRAW, {"saga_id": saga_id, "token": token}) is not None
+
+    async def accept(self, saga_id: uuid.UUID, token: str) -> None:
+        """A saga whose first step did not decide its start: it stands (ACCEPT)."""
+        if await self.sql.one(ACCEPT, {"saga_id": saga_id, "token": token}) is None:
+            raise LeaseLost(f"saga {saga_id} is no longer leased to {token}")
 
     async def find_by_client_key(self, saga_type: str, client_key: str) -> "SagaState | None":
         return await self._saga(BY_CLIENT_KEY, (saga_type, client_key))

@@ -1,8 +1,12 @@
 """SIGKILL the orchestrator while a saga is in flight at each step and phase: once restarted it
 resumes every saga from its persisted step, and nothing is lost or applied twice."""
 
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
 import pytest
 
+from tests.conftest import database_url
 from tests.e2e.client import Api, assert_invariants, wait_for
 from tools.stack import Stack
 
@@ -39,6 +43,16 @@ STEP_OF_POINT = {
 }
 
 
+def _saga_of(order_id: int) -> str | None:
+    """The id of the payment saga of an order, read from the orchestrator's database."""
+    with psycopg.connect(database_url("ORCHESTRATOR")) as conn:
+        row = conn.execute(
+            "SELECT id FROM sagas WHERE type = 'payment' AND payload->>'order_id' = %s",
+            (str(order_id),),
+        ).fetchone()
+    return str(row[0]) if row else None
+
+
 @pytest.mark.parametrize("case", IN_FLIGHT, ids=list(IN_FLIGHT))
 def test_a_saga_killed_mid_call_finishes_after_restart(api: Api, stack: Stack, case: str):
     refused, (service, point), final = IN_FLIGHT[case]
@@ -50,17 +64,21 @@ def test_a_saga_killed_mid_call_finishes_after_restart(api: Api, stack: Stack, c
     # The held call takes 0.7 s in the service (under the client's 1 s timeout): long enough
     # to see it in flight and kill the orchestrator while it is.
     api.fault(service, point, "delay", delay_ms=700)
-    saga_id = api.start_payment(order_id, key=f"crash-{order_id}").json()["saga_id"]
+    # The start answers once the first step's call is back (that step is its check): started
+    # in the background, so that the kill can come while that first call is in flight too.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(api.start_payment, order_id, f"crash-{order_id}")
+        saga_id = wait_for(lambda: _saga_of(order_id), 15, "the saga to be recorded")
 
-    def in_flight() -> bool:
-        return any(
-            (s["step"], s["phase"], s["status"]) == (STEP_OF_POINT[point], phase, "STARTED")
-            for s in api.saga(saga_id)["steps"]
-        )
+        def in_flight() -> bool:
+            return any(
+                (s["step"], s["phase"], s["status"]) == (STEP_OF_POINT[point], phase, "STARTED")
+                for s in api.saga(saga_id)["steps"]
+            )
 
-    wait_for(in_flight, 15, f"{case} to be in flight")
-    orchestrator = stack.processes["orchestrator"]
-    orchestrator.kill()
+        wait_for(in_flight, 15, f"{case} to be in flight")
+        orchestrator = stack.processes["orchestrator"]
+        orchestrator.kill()
     orchestrator.restart()  # same port, same instance id: it takes its sagas back at once
 
     answer = api.start_payment(order_id, key=f"crash-{order_id}", wait=30)

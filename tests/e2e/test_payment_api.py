@@ -1,8 +1,10 @@
 """The orchestrator's public contract: idempotent starts, refusals, bad input, authentication."""
 
+import httpx
 import pytest
 
 from tests.e2e.client import ADMIN_AUTH, Api, ledger
+from tools.stack import Stack, free_port, orchestrator_process
 
 INT64_MAX = 2**63 - 1
 
@@ -159,3 +161,27 @@ def test_a_keyed_start_for_an_order_another_request_is_paying_is_refused(api: Ap
     assert first.json()["saga_id"] in keyed.json()["error"]["message"]
     assert api.start_payment(order_id, wait=30).json()["status"] == "COMPLETED"
     assert [delta for delta, _, _ in ledger(user_id)] == [10_000, -7_000]
+
+
+def test_a_start_whose_first_step_cannot_reach_its_service_is_a_503_without_a_saga(
+    api: Api, stack: Stack, tmp_path
+):
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the call never leaves
+    orphan = orchestrator_process(
+        stack, tmp_path, "orchestrator-no-orders", {"ORDER_SERVICE_URL": nowhere}
+    )
+    orphan.start()
+    try:
+        orphan.wait_healthy()
+        order_id = api.create_order(api.create_user(10_000), 100)
+        before = api.saga_count()
+
+        answer = httpx.post(f"{orphan.url}/payments", json={"order_id": order_id}, timeout=30)
+
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"]
+        assert answer.json()["error"]["code"] == "dependency_unavailable"
+        assert api.saga_count() == before
+        assert api.order_status(order_id) == "PENDING"
+    finally:
+        orphan.stop()

@@ -1,9 +1,11 @@
 """The payment saga across real processes: the happy path, the seed notes' four failure points,
 transient faults, unknown outcomes, and a compensation that needs an operator."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
-from tests.e2e.client import ADMIN_AUTH, Api, attempts, ledger, wait_for
+from tests.e2e.client import ADMIN_AUTH, Api, attempts, held, ledger, wait_for
 
 ACTIONS = ["start_order_payment", "deduct_balance", "approve_payment", "complete_order_payment"]
 
@@ -67,22 +69,22 @@ def test_compensates_earlier_steps_in_reverse_when_a_step_fails(
     assert deltas == ([10_000, -7_000, 7_000] if failed >= 2 else [10_000])
 
 
-def test_leaves_an_order_cancelled_meanwhile_cancelled(api: Api):
+def test_an_order_cancelled_while_its_first_step_waits_is_refused_without_a_saga(api: Api):
     user_id, order_id = _opened(api)
-    # The saga's first step waits in the order service; the user cancels the order meanwhile.
-    api.fault("order", "start_payment", "delay", delay_ms=800)
+    before = api.saga_count()
+    # The saga's first step (the order's lock, which is also the start's check) is held in the
+    # order service; the user cancels the order meanwhile.
+    api.fault("order", "start_payment", "hold")
+    with ThreadPoolExecutor(1) as pool:
+        start = pool.submit(api.start_payment, order_id, f"cancel-{order_id}")
+        wait_for(lambda: held(api, "order", "start_payment") == 1, 30, "the first step held")
+        cancelled = api.http.post(api.url("order", f"/orders/{order_id}/cancel"))
+        api.clear_faults()
+        started = start.result(timeout=30)
 
-    started = api.start_payment(order_id, key=f"cancel-{order_id}")
-    cancelled = api.http.post(api.url("order", f"/orders/{order_id}/cancel"))
-    # The same key answers with its saga, once final.
-    final = api.start_payment(order_id, key=f"cancel-{order_id}", wait=30)
-
-    assert started.status_code == 202
     assert cancelled.status_code == 200
-    assert final.status_code == 200
-    saga = api.saga(final.json()["saga_id"])
-    assert saga["status"] == "COMPENSATED"
-    assert saga["error"]["code"] == "order_not_payable"
+    assert (started.status_code, started.json()["error"]["code"]) == (409, "order_not_payable")
+    assert api.saga_count() == before  # refused by its first step: no saga stands
     assert api.order_status(order_id) == "CANCELLED"
     assert api.balance(user_id) == 10_000
     assert api.approved_payments(order_id) == []

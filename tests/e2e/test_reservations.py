@@ -40,11 +40,14 @@ def test_a_hundred_users_racing_for_ten_seats_get_exactly_ten(api: Api):
             pool.map(lambda a: api.start_reservation(concert_id, a[1], a[0], wait=120), attempts)
         )
 
-    assert {r.status_code for r in answers} <= {200, 409}  # 409: the seat was already RESERVED
+    # 409 seat_taken: another user held or had the seat when this one's first step (the hold,
+    # which is also the start's check) tried it; no saga for those.
+    assert {r.status_code for r in answers} <= {200, 409}
+    assert {r.json()["error"]["code"] for r in answers if r.status_code == 409} <= {"seat_taken"}
     saga_ids = [r.json()["saga_id"] for r in answers if r.status_code == 200]
     statuses = [r.json()["status"] for r in answers if r.status_code == 200]
     assert statuses.count("COMPLETED") == 10
-    assert set(statuses) == {"COMPLETED", "COMPENSATED"}
+    assert set(statuses) <= {"COMPLETED", "COMPENSATED"}
     assert set(api.seat_statuses(concert_id).values()) == {"RESERVED"}
     report = assert_invariants(saga_ids, users)  # money, no seat reserved twice, ...
     assert report.money["opening"] == 300_000

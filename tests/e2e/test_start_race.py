@@ -1,10 +1,13 @@
-"""A start re-sent with its key answers its own saga, even when the check that could refuse it
-(the order's status, the seat's) ran after the first request's saga finished.
+"""A start re-sent with its key answers its own saga, whatever the first request is doing.
 
-The race, played in a fixed order with `hold` fault points on the reads the starts make: the
-first request's read is held; the re-send passes its key lookup (no saga yet) and its read is
-held too; the first request goes on, and its saga completes (the order is PAID, the seat
-RESERVED); then the re-send's read goes on, and finds a paid order or a taken seat."""
+A start records its saga and makes the saga's first call (which is also the check that may
+refuse it) before it answers. A client that re-sends its start while the first request is still
+waiting on that call finds a saga that is `starting`: the re-send waits for the first request's
+decision, and then answers that saga, or, if the first step refused the start (and the saga was
+removed), the same refusal. Played in a fixed order with a `hold` fault point on the first step.
+(The race this replaces: a check read from the order ahead of the saga, and a re-send whose
+check ran after the first saga completed, answered 409 to a client whose money was taken. With
+no check ahead of the saga, that window is gone.)"""
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +21,7 @@ from tools.stack import Process, Stack, orchestrator_process
 
 @pytest.fixture
 def patient_orchestrator(stack: Stack, tmp_path) -> Process:
-    """An orchestrator whose reads wait longer than the holds last (the suite's waits 1 s)."""
+    """An orchestrator whose calls wait longer than the holds last (the suite's wait 1 s)."""
     process = orchestrator_process(
         stack,
         tmp_path,
@@ -31,44 +34,65 @@ def patient_orchestrator(stack: Stack, tmp_path) -> Process:
     process.stop()
 
 
-def _release_one(api: Api, service: str, point: str) -> None:
+def _release(api: Api, service: str, point: str) -> None:
     r = api.http.post(
         api.url(service, "/_faults/release"), json={"point": point}, headers=SERVICE_AUTH
     )
     assert r.json() == {"released": 1}
 
 
-def _race(api: Api, service: str, point: str, start: Callable[[], httpx.Response]):
-    """Run `start` twice, the second overtaking the first as described above; return both
+def _waiting(orchestrator: Process) -> float:
+    """Starts waiting in `orchestrator` for another request's saga to be decided."""
+    metrics = httpx.get(f"{orchestrator.url}/metrics").text
+    return sum(
+        float(line.split()[-1]) for line in metrics.splitlines()
+        if line.startswith("saga_starts_waiting ")
+    )  # fmt: skip
+
+
+def _race(
+    api: Api,
+    orchestrator: Process,
+    service: str,
+    point: str,
+    start: Callable[[], httpx.Response],
+    meanwhile: Callable[[], object] = lambda: None,
+) -> tuple[httpx.Response, httpx.Response]:
+    """Start, and re-send the start while the first one's first call is held, until the re-send
+    waits on the first one's saga; `meanwhile` runs then, before that call is let go. Both
     answers."""
-    api.fault(service, point, "hold", times=2)
+    api.fault(service, point, "hold")
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(start)
-        wait_for(lambda: held(api, service, point) == 1, 30, "the first start's read to be held")
+        wait_for(lambda: held(api, service, point) == 1, 30, "the first call to be held")
         resent = pool.submit(start)
-        wait_for(lambda: held(api, service, point) == 2, 30, "the re-send's read to be held")
-        _release_one(api, service, point)
-        first_answer = first.result(timeout=60)
-        _release_one(api, service, point)
-        return first_answer, resent.result(timeout=60)
+        wait_for(lambda: _waiting(orchestrator) == 1, 30, "the re-send to wait on that saga")
+        meanwhile()
+        _release(api, service, point)
+        return first.result(timeout=60), resent.result(timeout=60)
 
 
-def test_a_payment_resent_with_its_key_answers_its_saga_after_the_order_was_paid(
-    api: Api, patient_orchestrator: Process
-):
-    user_id = api.create_user(10_000)
-    order_id = api.create_order(user_id, 7_000)
-
+def _pay(url: str, order_id: int):
     def start() -> httpx.Response:
         with httpx.Client(timeout=60) as http:
             return http.post(
-                f"{patient_orchestrator.url}/payments",
+                f"{url}/payments",
                 params={"wait": 30},
                 json={"order_id": order_id},
                 headers={"Idempotency-Key": f"race-{order_id}"},
             )
 
-    first, resent = _race(api, "order", "get_order", start)
+    return start
+
+
+def test_a_payment_resent_while_its_first_step_waits_answers_the_same_saga(
+    api: Api, patient_orchestrator: Process
+):
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 7_000)
+
+    pay = _pay(patient_orchestrator.url, order_id)
+    first, resent = _race(api, patient_orchestrator, "order", "start_payment", pay)
 
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "COMPLETED"
@@ -80,7 +104,29 @@ def test_a_payment_resent_with_its_key_answers_its_saga_after_the_order_was_paid
     assert_invariants([first.json()["saga_id"]], [user_id])
 
 
-def test_a_reservation_resent_with_its_key_answers_its_saga_after_the_seat_was_taken(
+def test_a_payment_resent_while_its_first_step_refuses_is_refused_alike(
+    api: Api, patient_orchestrator: Process
+):
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 7_000)
+    before = api.saga_count()
+
+    def cancel() -> None:
+        assert api.http.post(api.url("order", f"/orders/{order_id}/cancel")).status_code == 200
+
+    pay = _pay(patient_orchestrator.url, order_id)
+    first, resent = _race(
+        api, patient_orchestrator, "order", "start_payment", pay, meanwhile=cancel
+    )
+
+    for answer in (first, resent):
+        assert (answer.status_code, answer.json()["error"]["code"]) == (409, "order_not_payable")
+    assert api.saga_count() == before  # refused by its first step: no saga stands
+    assert api.order_status(order_id) == "CANCELLED"
+    assert api.balance(user_id) == 10_000
+
+
+def test_a_reservation_resent_while_its_first_step_waits_answers_the_same_saga(
     api: Api, patient_orchestrator: Process
 ):
     user_id = api.create_user(10_000)
@@ -96,7 +142,7 @@ def test_a_reservation_resent_with_its_key_answers_its_saga_after_the_seat_was_t
                 headers={"Idempotency-Key": f"race-seat-{seats[0]}"},
             )
 
-    first, resent = _race(api, "concert", "get_concert", start)
+    first, resent = _race(api, patient_orchestrator, "concert", "hold_seat", start)
 
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "COMPLETED"

@@ -113,6 +113,7 @@ def test_refused_connection_is_a_transient_connection_error(mock_user: respx.Moc
         _send()
     assert fault.value.code == "connection_error"
     assert fault.value.status_code is None
+    assert fault.value.unsent  # no connection, so the request never left
 
 
 def test_read_timeout_is_a_transient_timeout(mock_user: respx.MockRouter) -> None:
@@ -121,6 +122,14 @@ def test_read_timeout_is_a_transient_timeout(mock_user: respx.MockRouter) -> Non
         _send()
     assert fault.value.code == "timeout"
     assert fault.value.status_code is None
+    assert not fault.value.unsent  # it left: its outcome is unknown
+
+
+def test_a_connection_dropped_after_sending_is_not_unsent(mock_user: respx.MockRouter) -> None:
+    mock_user.post("/users/7/deductions").mock(side_effect=httpx.ReadError("reset"))
+    with pytest.raises(TransientFault) as fault:
+        _send()
+    assert (fault.value.code, fault.value.unsent) == ("connection_error", False)
 
 
 def test_connect_timeout_is_a_transient_timeout(mock_user: respx.MockRouter) -> None:
@@ -128,6 +137,7 @@ def test_connect_timeout_is_a_transient_timeout(mock_user: respx.MockRouter) -> 
     with pytest.raises(TransientFault) as fault:
         _send()
     assert fault.value.code == "timeout"
+    assert fault.value.unsent
 
 
 def test_non_json_success_is_an_invalid_response(mock_user: respx.MockRouter) -> None:

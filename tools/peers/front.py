@@ -1,9 +1,12 @@
 """The HTTP front of both peers: the payment API as ours serves it, over another engine.
 
-`POST /payments {"order_id"}` reads the order first, as `orchestrator.service.start_payment`
-does: an unknown order is `404 order_not_found`, a PAID or CANCELLED one `409 order_not_payable`,
-and neither starts anything. Otherwise the engine starts the order's workflow (or finds the one
-already there) and the front answers 200 `{"saga_id", "status", "error"}` once it is final.
+`POST /payments {"order_id"}` reads the order first: an unknown order is `404 order_not_found`,
+a PAID or CANCELLED one `409 order_not_payable`, and neither starts anything. That is the
+public contract ours meets too; ours meets it with the saga's first step instead (a saga whose
+first step refuses the start is removed), which an engine of workflows recorded before they run
+cannot do, so a user of these engines reads the order first. Otherwise the engine starts the
+order's workflow (or finds the one already there) and the front answers 200 `{"saga_id",
+"status", "error"}` once it is final.
 
 Served as ours is, so that the same work is measured: the JSON request log of `common.logs` at
 `LOG_LEVEL` (INFO, ours' production default), the HTTP latency metrics of `common.metrics`, the
@@ -20,13 +23,27 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from common import logs
 from common import metrics as http_metrics
+from common.errors import DomainError, NotFound
 from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
 from orchestrator.clients import BusinessRefusal, ServiceClient, TransientFault
 from orchestrator.saga import RemoteCall
-from orchestrator.service import UNPAYABLE, DependencyUnavailable, OrderNotFound, OrderNotPayable
 from tools.peers.payment import SagaResult
 
 ORDER_FIELDS = ("user_id", "amount", "items")  # what the saga keeps of the order, as ours does
+UNPAYABLE = ("PAID", "CANCELLED")
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class OrderNotPayable(DomainError):
+    code = "order_not_payable"
+
+
+class DependencyUnavailable(DomainError):
+    status_code = 503
+    code = "dependency_unavailable"
 
 
 class PaymentRequest(BaseModel):
