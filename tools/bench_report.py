@@ -83,8 +83,12 @@ would do it to meet the same public contract; only the engine differs:
 
 - the same steps, idempotency keys, compensations, error classification and retry budgets: our
   saga definition and state machine drive each engine, each remote call one durable step;
-- the order is read first (`GET /orders/{{id}}`): an unknown order is a 404, a PAID or CANCELLED
-  one a 409, and neither starts a workflow, as ours answers before it records a saga;
+- the same public contract at the start: an unknown order is a 404, a PAID or CANCELLED one a
+  409, and neither leaves a workflow behind. A peer reads the order first (`GET /orders/{{id}}`),
+  as a user of an engine that records a workflow before it runs must; ours records the saga
+  with its first call written ahead, makes that call (the order's lock, which refuses an
+  unknown or unpayable order) before it answers, and removes the saga if it refused. That is
+  ours' design, not a shortcut: the same answers, one call fewer;
 - one workflow per order (`payment-{{order_id}}`), as ours holds one live saga per order: a
   repeated start of an order finds its workflow and answers its result (DBOS: `SetWorkflowID`,
   whose start returns the workflow already under that id; Temporal: `USE_EXISTING` for one still
@@ -149,6 +153,7 @@ def render(
     scale,
     scale_table: str,
     plot: Path | None,
+    steps: str = "",
 ) -> str:
     picture = (
         f"![throughput and p99 latency against concurrency]({plot.relative_to('docs')})"
@@ -156,6 +161,7 @@ def render(
         else (f"Plot: `{plot}`." if plot else "_No plot: matplotlib is not installed._")
     )
     bullets = "\n".join(f"- {line}" for line in headline)
+    steps = steps or "_No measurement of the steps: `docs/bench-steps.md` is missing._"
     return f"""# Benchmarks
 
 Written by `make bench` (`tools/bench.py`, this page by `tools/bench_report.py`); the numbers
@@ -207,11 +213,12 @@ is measured in {args.rounds} interleaved rounds (see the method).
 
 {concurrency}
 
-What the saga adds per payment: one more call (the order is read before the saga is recorded,
-so that a bad order is a 404/409 at once, not a compensated saga), two statements per step in
-the orchestrator's database (the write-ahead of the call, and the move that records its end),
-the saga's row, and the outbox event with its delivery to the data platform. On two cores every
-process competes for the same CPU, so throughput follows the CPU column.
+What the saga adds per payment: the inbound request; one statement to record the saga with its
+first call written ahead; one statement per step (the move that records a call's end also
+writes ahead the next call); and the outbox event, delivered with the others of the relay's
+pass in one request to the data platform. No call is added: the saga's first step is the
+start's check. On two cores every process competes for the same CPU, so throughput follows the
+CPU column.
 
 ### Where the orchestrator's time goes
 
@@ -219,44 +226,53 @@ py-spy, sampling the orchestrator during the saga run at concurrency 32:
 
 {profile}
 
-What was done, in order, as the profile pointed (each step measured as CPU ms per saga in the
-orchestrator, the least noisy number on this machine; it started at about 100 ms):
+What each step of the latest work gained, every version's orchestrator measured in one run
+against the same services (`python -m tools.bench_ab --versions ...`, which writes
+`docs/bench-steps.md`; the CPU of the orchestrator per saga is the number that decides):
 
-- the ORM on the hot path replaced by Core statements; a step's write-ahead made one statement
-  (a CTE renews the lease and inserts the attempt); the end of a successful call written in the
-  same transaction as the saga's move; a waiting client answered from memory instead of by
-  polling the database (about 95 -> 46 ms);
-- the move made one statement, with the call's end and the outcome's event as data-modifying
-  CTEs, in autocommit (about 34 -> 24 ms). Also tried: writing the next step's attempt ahead in
-  that same statement (the step's end and the next step's start together), which saved three
-  statements per saga but no measurable CPU, and was taken out again;
-- the two HTTP middlewares of every service turned into plain ASGI ones (every process gains);
-- the pre-ping of every pooled connection at checkout replaced by a ping after 2 s idle
-  (46 -> 36 ms); single-statement writes and reads run in autocommit (no BEGIN and COMMIT);
-- the relay claims in one statement and marks a pass's deliveries in one;
-- `sniffio` installed: httpcore tried, and failed, to import it several times per request;
-- admission control: at most `ORCHESTRATOR_MAX_RUNNING_SAGAS` (64) sagas run at once, the rest
-  are recorded and wait their turn; with it, and with reads that release their connection
-  before the response is serialised (a pool starvation found at concurrency 128, which made
-  every call time out together), concurrency 128 completes instead of failing.
+{steps}
 
-### What the unmet targets say
+The steps, in order, each where the profile pointed:
 
-The targets measured against the floor are not met on this machine, and the reason is in the
-CPU column: with every process on two shared cores, throughput is the inverse of the CPU spent
-per payment. The floor spends only the domain services' CPU (about 25 ms) plus its client's; the
-saga adds the orchestrator's own (about 25 ms: an inbound request, five outbound calls, nine
-statements, the relay's delivery) and the data platform's: about twice the floor's CPU per
-payment, so about half its throughput. Reaching 0.6x would take the orchestrator to about a third
-of its CPU again; what remains is spread over the database driver, the HTTP client and the
-framework (the profile above), none of it waiting, and none of it one thing to remove. The
-same arithmetic bounds the p50 at concurrency 8 (latency under a saturated CPU is queueing) and
-the recovery: the thousand sagas take as long after a crash as they take without one (the
-baseline), so the restart itself costs about nothing, but finishing a thousand sagas in 15 s
-needs about three times the throughput this machine gives the whole system. On a machine where
-the orchestrator has cores of its own, it is not on the services' path for CPU, and these ratios
-move towards the latency of its extra call and writes. Section 2 sets the same CPU, process
-by process, against two other engines doing the same work.
+- **Plain SQL on the hot path.** SQLAlchemy and psycopg took about 45% of the orchestrator's
+  CPU: each statement built, compiled (a cache key computed per call) and its result processed.
+  The start, the write-aheads, the moves, recovery's claims and the relay's are statements
+  written once in SQL, sent through a psycopg pool of autocommit connections, prepared by the
+  server after a few uses (`orchestrator/store.py`). A move adds its step's answer to the
+  saga's results in SQL instead of rewriting the document. The admin reads stay on SQLAlchemy.
+- **httpx on asyncio's own transports** (`orchestrator/transport.py`). Before each request
+  httpcore asks every idle keep-alive connection whether its server closed it, and its default
+  network layer (anyio) answered with a `poll()` per connection; every read and write ran in a
+  cancel scope. An httpcore network backend on asyncio protocols answers from what the
+  connection received, and times reads with a timer; httpx's API and exceptions are unchanged.
+- **One system call per request.** A request's head and body went out in two sends, each, on
+  loopback, paying for the delivery to the other process: they are gathered into one.
+- **The relay delivers a pass in one request** (`POST /events/batch` on the data platform, as
+  ingestion APIs take them), and marks the outcome in one statement.
+- **A move writes ahead the next call**: one round trip per step instead of two; the next call
+  still leaves only once its attempt is committed.
+- **The start's check is the saga's first step**: no read of the order (or of the concert)
+  before the saga; a saga whose first step refuses the start is removed, as if never
+  recorded (`orchestrator/service.py`).
+
+Considered and not done: gathering the writes of many sagas into one statement per round trip
+(group commit). The steps above brought the orchestrator under its target with a statement per
+step; a group commit would save some of the rest at concurrency, at the cost of a wait at
+concurrency 1 and of a writer every saga's run depends on. Earlier work, from about 100 ms per
+saga: Core statements instead of the ORM, a waiting client answered from memory, plain ASGI
+middlewares, a ping only after 2 s idle instead of pre-ping, admission control
+(`ORCHESTRATOR_MAX_RUNNING_SAGAS`), and reads that release their connection before the response
+is serialised.
+
+### What the ratios say
+
+With every process on two shared cores, throughput is the inverse of the CPU spent per payment:
+the floor spends the domain services' CPU; the saga adds the orchestrator's, PostgreSQL's for
+its writes and the data platform's. The ratios to the floor follow the CPU column, and the p50
+at concurrency 8 follows it too (latency on a saturated CPU is queueing). The peers' rows in
+section 2 set the same CPU, process by process, against two other engines doing the same work.
+On a machine where the orchestrator has cores of its own, it is not on the services' path for
+CPU, and these ratios move towards the latency of its writes.
 
 ## 2. The peers: DBOS Transact and Temporal
 
