@@ -51,3 +51,24 @@ def release_payment(
     order_id: PathId, body: ReleasePayment, session: SessionDep, key: IdempotencyKey
 ) -> JSONResponse:
     return stored_response(service.release_payment(session, order_id, body.start_key, key))
+
+
+@steps.post("/orders/{order_id}/refund-start", dependencies=[Depends(fault_point("start_refund"))])
+def start_refund(order_id: PathId, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+    return stored_response(service.start_refund(session, order_id, key))
+
+
+@steps.post(
+    "/orders/{order_id}/refund-complete", dependencies=[Depends(fault_point("complete_refund"))]
+)
+def complete_refund(order_id: PathId, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+    return stored_response(service.complete_refund(session, order_id, key))
+
+
+@steps.post(
+    "/orders/{order_id}/refund-release", dependencies=[Depends(fault_point("release_refund"))]
+)
+def release_refund(
+    order_id: PathId, body: ReleasePayment, session: SessionDep, key: IdempotencyKey
+) -> JSONResponse:
+    return stored_response(service.release_refund(session, order_id, body.start_key, key))

@@ -1,7 +1,8 @@
 """Orders and their status machine. Standard library only.
 
-The status is the payment saga's semantic lock: PAYMENT_IN_PROGRESS tells every other actor that a
-saga owns this order, so nobody else pays or cancels it until the saga moves it on.
+The status is the sagas' semantic lock: PAYMENT_IN_PROGRESS (a payment saga) and
+REFUND_IN_PROGRESS (a refund saga) tell every other actor that a saga owns this order, so nobody
+else pays, cancels or refunds it until the saga moves it on.
 """
 
 from dataclasses import dataclass
@@ -15,15 +16,25 @@ class OrderStatus(StrEnum):
     PAYMENT_IN_PROGRESS = "PAYMENT_IN_PROGRESS"
     PAID = "PAID"
     CANCELLED = "CANCELLED"
+    REFUND_IN_PROGRESS = "REFUND_IN_PROGRESS"
+    REFUNDED = "REFUNDED"
 
 
-# Every legal move of an order's status; anything else is refused.
+# Every legal move of an order's status; every change is checked against it (service.py).
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAYMENT_IN_PROGRESS, OrderStatus.CANCELLED}),
     OrderStatus.PAYMENT_IN_PROGRESS: frozenset({OrderStatus.PAID, OrderStatus.PENDING}),
-    OrderStatus.PAID: frozenset(),
+    OrderStatus.PAID: frozenset({OrderStatus.REFUND_IN_PROGRESS}),
+    OrderStatus.REFUND_IN_PROGRESS: frozenset({OrderStatus.REFUNDED, OrderStatus.PAID}),
     OrderStatus.CANCELLED: frozenset(),
+    OrderStatus.REFUNDED: frozenset(),
 }
+
+
+def check_transition(current: OrderStatus, new: OrderStatus) -> None:
+    """Refuse (as a bug, not a business answer) a move the status machine does not have."""
+    if new not in TRANSITIONS[current]:
+        raise ValueError(f"an order cannot go from {current} to {new}")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(
-            "status IN ('PENDING', 'PAYMENT_IN_PROGRESS', 'PAID', 'CANCELLED')", name="status_known"
+            "status IN ('PENDING', 'PAYMENT_IN_PROGRESS', 'PAID', 'CANCELLED',"
+            " 'REFUND_IN_PROGRESS', 'REFUNDED')",
+            name="status_known",
         ),
     )
 

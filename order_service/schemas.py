@@ -15,7 +15,7 @@ class CreateOrder(BaseModel):
 
 
 class ReleasePayment(BaseModel):
-    start_key: IdempotencyKeyValue  # the Idempotency-Key of the payment start it undoes
+    start_key: IdempotencyKeyValue  # the Idempotency-Key of the start (payment or refund) it undoes
 
 
 class OrderItemOut(BaseModel):

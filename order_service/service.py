@@ -19,6 +19,7 @@ from order_service.domain import (
     OrderNotFound,
     OrderStatus,
     OrderView,
+    check_transition,
     order_amount,
 )
 from order_service.models import IdempotencyRecord, Order, OrderItem
@@ -65,6 +66,9 @@ def get_order(session: Session, order_id: int) -> OrderView:
 def _compare_and_set(
     session: Session, order_id: int, expected: OrderStatus, new: OrderStatus, refusal: str
 ) -> OrderView:
+    """Move the order from `expected` to `new` (a move of TRANSITIONS), or refuse with `refusal`
+    if it is not `expected` now: one conditional UPDATE, so two racing actors cannot both win."""
+    check_transition(expected, new)
     order = session.execute(
         update(Order)
         .where(Order.id == order_id, Order.status == expected)
@@ -88,51 +92,86 @@ def cancel_order(session: Session, order_id: int) -> OrderView:
 
 def start_payment(session: Session, order_id: int, key: str) -> StoredResponse:
     """Saga action: take the order's semantic lock (PENDING -> PAYMENT_IN_PROGRESS)."""
-    return idempotency.execute(
-        session,
-        key,
-        "start_payment",
-        {"order_id": order_id},
-        lambda: (
-            200,
-            to_json(
-                _compare_and_set(
-                    session,
-                    order_id,
-                    OrderStatus.PENDING,
-                    OrderStatus.PAYMENT_IN_PROGRESS,
-                    "order_not_payable",
-                )
-            ),
-        ),
-    )
+    return _move(
+        session, order_id, key, "start_payment", OrderStatus.PENDING,
+        OrderStatus.PAYMENT_IN_PROGRESS, "order_not_payable",
+    )  # fmt: skip
 
 
 def complete_payment(session: Session, order_id: int, key: str) -> StoredResponse:
     """Saga pivot: PAYMENT_IN_PROGRESS -> PAID. Once this commits, the payment has happened."""
-    return idempotency.execute(
-        session,
-        key,
-        "complete_payment",
-        {"order_id": order_id},
-        lambda: (
-            200,
-            to_json(
-                _compare_and_set(
-                    session,
-                    order_id,
-                    OrderStatus.PAYMENT_IN_PROGRESS,
-                    OrderStatus.PAID,
-                    "order_not_in_payment",
-                )
-            ),
-        ),
-    )
+    return _move(
+        session, order_id, key, "complete_payment", OrderStatus.PAYMENT_IN_PROGRESS,
+        OrderStatus.PAID, "order_not_in_payment",
+    )  # fmt: skip
 
 
 def release_payment(session: Session, order_id: int, start_key: str, key: str) -> StoredResponse:
     """Saga compensation of `start_payment`: PAYMENT_IN_PROGRESS -> PENDING, only if that start
     went through; if it never arrived, a tombstone makes sure it never will."""
+    return _release(
+        session, order_id, start_key, key, "release_payment", OrderStatus.PAYMENT_IN_PROGRESS,
+        OrderStatus.PENDING, "order_not_in_payment",
+    )  # fmt: skip
+
+
+def start_refund(session: Session, order_id: int, key: str) -> StoredResponse:
+    """Refund saga action: take the order's semantic lock for a refund (PAID ->
+    REFUND_IN_PROGRESS); an order that is not PAID cannot be refunded."""
+    return _move(
+        session, order_id, key, "start_refund", OrderStatus.PAID, OrderStatus.REFUND_IN_PROGRESS,
+        "order_not_refundable",
+    )  # fmt: skip
+
+
+def complete_refund(session: Session, order_id: int, key: str) -> StoredResponse:
+    """Refund saga's last step: REFUND_IN_PROGRESS -> REFUNDED, the money being back."""
+    return _move(
+        session, order_id, key, "complete_refund", OrderStatus.REFUND_IN_PROGRESS,
+        OrderStatus.REFUNDED, "order_not_in_refund",
+    )  # fmt: skip
+
+
+def release_refund(session: Session, order_id: int, start_key: str, key: str) -> StoredResponse:
+    """Refund saga compensation of `start_refund`: REFUND_IN_PROGRESS -> PAID, only if that
+    start went through; if it never arrived, a tombstone makes sure it never will."""
+    return _release(
+        session, order_id, start_key, key, "release_refund", OrderStatus.REFUND_IN_PROGRESS,
+        OrderStatus.PAID, "order_not_in_refund",
+    )  # fmt: skip
+
+
+def _move(
+    session: Session,
+    order_id: int,
+    key: str,
+    operation: str,
+    expected: OrderStatus,
+    new: OrderStatus,
+    refusal: str,
+) -> StoredResponse:
+    """A saga action moving the order's status, once per key."""
+    return idempotency.execute(
+        session,
+        key,
+        operation,
+        {"order_id": order_id},
+        lambda: (200, to_json(_compare_and_set(session, order_id, expected, new, refusal))),
+    )
+
+
+def _release(
+    session: Session,
+    order_id: int,
+    start_key: str,
+    key: str,
+    operation: str,
+    held: OrderStatus,
+    back_to: OrderStatus,
+    refusal: str,
+) -> StoredResponse:
+    """A compensation giving back the semantic lock its start took (`held` -> `back_to`), only if
+    that start went through; if it never arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
         start = idempotency.reverse_once(session, start_key, key)
@@ -141,15 +180,9 @@ def release_payment(session: Session, order_id: int, start_key: str, key: str) -
             # placed would be rolled back with the refusal.
             order = session.get(Order, order_id)
             return 200, {"order": to_json(_view(order)) if order else None, "released": False}
-        order = _compare_and_set(
-            session,
-            order_id,
-            OrderStatus.PAYMENT_IN_PROGRESS,
-            OrderStatus.PENDING,
-            "order_not_in_payment",
-        )
+        order = _compare_and_set(session, order_id, held, back_to, refusal)
         return 200, {"order": to_json(order), "released": True}
 
     return idempotency.execute(
-        session, key, "release_payment", {"order_id": order_id, "start_key": start_key}, apply
+        session, key, operation, {"order_id": order_id, "start_key": start_key}, apply
     )

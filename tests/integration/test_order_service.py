@@ -541,3 +541,53 @@ def test_a_release_of_a_start_that_never_ran_succeeds_even_for_an_unknown_order(
     assert released.status_code == 200
     assert released.json() == {"order": None, "released": False}
     assert_error(start(client, UNKNOWN_ORDER, start_key), 409, "action_compensated")
+
+
+# --- refunds (the refund saga's steps) -----------------------------------------------------------
+
+
+def test_a_refund_moves_a_paid_order_to_refunded_through_its_lock(client: TestClient) -> None:
+    order = order_in(client, "PAID")
+    started = step(client, order["id"], "refund-start", new_key())
+    assert started.status_code == 200, started.text
+    assert status_of(client, order["id"]) == "REFUND_IN_PROGRESS"
+    # Meanwhile the order is locked: no payment, no second refund.
+    assert_error(start(client, order["id"], new_key()), 409, "order_not_payable")
+    assert_error(step(client, order["id"], "refund-start", new_key()), 409, "order_not_refundable")
+
+    done = step(client, order["id"], "refund-complete", new_key())
+
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == status_of(client, order["id"]) == "REFUNDED"
+
+
+@pytest.mark.parametrize("status", ["PENDING", "PAYMENT_IN_PROGRESS", "CANCELLED"])
+def test_refuses_a_refund_unless_paid(client: TestClient, status: str) -> None:
+    order = order_in(client, status)
+    assert_error(step(client, order["id"], "refund-start", new_key()), 409, "order_not_refundable")
+    assert status_of(client, order["id"]) == status
+
+
+def test_a_refund_release_gives_the_order_back_paid_once(client: TestClient) -> None:
+    order = order_in(client, "PAID")
+    start_key = new_key()
+    step(client, order["id"], "refund-start", start_key)
+
+    released = step(client, order["id"], "refund-release", new_key(), {"start_key": start_key})
+    again = step(client, order["id"], "refund-release", new_key(), {"start_key": start_key})
+
+    assert released.json()["released"] is True
+    assert again.json()["released"] is False  # undone at most once, whoever asks
+    assert status_of(client, order["id"]) == "PAID"
+
+
+def test_a_refund_release_before_its_start_leaves_a_tombstone(client: TestClient) -> None:
+    order = order_in(client, "PAID")
+    start_key = new_key()
+
+    released = step(client, order["id"], "refund-release", new_key(), {"start_key": start_key})
+    late = step(client, order["id"], "refund-start", start_key)
+
+    assert released.json()["released"] is False
+    assert_error(late, 409, "action_compensated")
+    assert status_of(client, order["id"]) == "PAID"
