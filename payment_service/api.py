@@ -43,3 +43,10 @@ def approve_payment(body: ApprovePayment, session: SessionDep, key: IdempotencyK
 @steps.post("/payments/cancellations", dependencies=[Depends(fault_point("cancel_payment"))])
 def cancel_payment(body: CancelPayment, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
     return stored_response(service.cancel_payment(session, body.approval_key, key))
+
+
+@steps.post("/payments/refunds", dependencies=[Depends(fault_point("refund_payment"))])
+def refund_payment(body: CancelPayment, session: SessionDep, key: IdempotencyKey) -> JSONResponse:
+    """Cancel an approved payment as a refund: refused (409 payment_not_refundable) when there
+    is no approved payment of that approval to cancel, unlike its compensation."""
+    return stored_response(service.refund_payment(session, body.approval_key, key))

@@ -26,3 +26,7 @@ class PaymentAlreadyApproved(DomainError):
 
     def __init__(self, what: str):
         super().__init__(f"{what} already has an approved payment")
+
+
+class PaymentNotRefundable(DomainError):
+    code = "payment_not_refundable"

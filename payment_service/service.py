@@ -9,7 +9,12 @@ from sqlalchemy.orm import Session
 
 from common.db import reading
 from common.idempotency import IdempotencyStore, StoredResponse
-from payment_service.domain import PaymentAlreadyApproved, PaymentStatus, PaymentView
+from payment_service.domain import (
+    PaymentAlreadyApproved,
+    PaymentNotRefundable,
+    PaymentStatus,
+    PaymentView,
+)
 from payment_service.models import IdempotencyRecord, Payment
 
 idempotency = IdempotencyStore(IdempotencyRecord)
@@ -108,4 +113,26 @@ def cancel_payment(session: Session, approval_key: str, key: str) -> StoredRespo
 
     return idempotency.execute(
         session, key, "cancel_payment", {"approval_key": approval_key}, apply
+    )
+
+
+def refund_payment(session: Session, approval_key: str, key: str) -> StoredResponse:
+    """A refund (the refund saga's pivot): cancel the payment that approval created, as its
+    compensation does, but refuse when there is nothing to cancel (an approval that never went
+    through, or a payment cancelled already): a refund must take back a payment, or say no."""
+
+    def apply() -> tuple[int, dict[str, Any]]:
+        approval = idempotency.reverse_once(session, approval_key, key)
+        if approval is None:
+            raise PaymentNotRefundable(f"no approved payment of approval {approval_key}")
+        payment = session.execute(
+            update(Payment)
+            .where(Payment.approval_key == approval_key)
+            .values(status=PaymentStatus.CANCELLED, cancelled_at=func.now())
+            .returning(Payment)
+        ).scalar_one()
+        return 200, {"payment": to_json(_view(payment)), "cancelled": True}
+
+    return idempotency.execute(
+        session, key, "refund_payment", {"approval_key": approval_key}, apply
     )

@@ -372,3 +372,53 @@ def test_serves_request_latency_metrics(client: TestClient) -> None:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert 'route="/payments"' in response.text
+
+
+# --- refunds (the refund saga's pivot) -----------------------------------------------------------
+
+
+def refund(client: TestClient, approval_key: str, key: str) -> httpx.Response:
+    return client.post(
+        "/payments/refunds",
+        json={"approval_key": approval_key},
+        headers={**SERVICE, "Idempotency-Key": key},
+    )
+
+
+def test_a_refund_cancels_the_approved_payment_once_and_replays(client: TestClient) -> None:
+    body, approval_key = a_payment(), new_key()
+    approve(client, body, approval_key)
+    key = new_key()
+
+    first = refund(client, approval_key, key)
+    again = refund(client, approval_key, key)
+
+    assert first.status_code == again.status_code == 200
+    assert first.json()["cancelled"] is True
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert [p["status"] for p in payments_of(client, body["order_id"])] == ["CANCELLED"]
+
+
+def test_a_refund_of_a_payment_cancelled_already_is_refused(client: TestClient) -> None:
+    body, approval_key = a_payment(), new_key()
+    approve(client, body, approval_key)
+    refund(client, approval_key, new_key())
+
+    assert_error(refund(client, approval_key, new_key()), 409, "payment_not_refundable")
+    assert_error(cancel_then_refund(client, approval_key), 409, "payment_not_refundable")
+
+
+def cancel_then_refund(client: TestClient, approval_key: str) -> httpx.Response:
+    cancel(client, approval_key, new_key())  # a compensation that finds it cancelled already
+    return refund(client, approval_key, new_key())
+
+
+def test_a_refund_of_an_approval_that_never_went_through_is_refused_and_changes_nothing(
+    client: TestClient,
+) -> None:
+    body, approval_key = a_payment(), new_key()
+
+    assert_error(refund(client, approval_key, new_key()), 409, "payment_not_refundable")
+    # A refusal stores nothing, no tombstone either: the approval may still go through.
+    assert approve(client, body, approval_key).status_code == 201
+    assert [p["status"] for p in payments_of(client, body["order_id"])] == ["APPROVED"]
