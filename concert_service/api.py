@@ -6,7 +6,14 @@ from common.faults import fault_point
 from common.fields import PathId
 from common.web import IdempotencyKey, SessionDep, stored_response
 from concert_service import service
-from concert_service.schemas import ConcertOut, CreateConcert, HoldSeat, ReleaseHold, SeatOut
+from concert_service.schemas import (
+    ConcertOut,
+    CreateConcert,
+    HoldSeat,
+    ReleaseCancellation,
+    ReleaseHold,
+    SeatOut,
+)
 
 router = APIRouter(tags=["concerts"])
 # Called by the orchestrator only: a service token, a required Idempotency-Key.
@@ -65,3 +72,35 @@ def confirm_reservation(
     reservation_id: PathId, session: SessionDep, key: IdempotencyKey
 ) -> JSONResponse:
     return stored_response(service.confirm_reservation(session, reservation_id, key))
+
+
+@steps.post(
+    "/reservations/{reservation_id}/cancel-start",
+    dependencies=[Depends(fault_point("start_cancellation"))],
+)
+def start_cancellation(
+    reservation_id: PathId, session: SessionDep, key: IdempotencyKey
+) -> JSONResponse:
+    return stored_response(service.start_cancellation(session, reservation_id, key))
+
+
+@steps.post(
+    "/reservations/{reservation_id}/cancel-complete",
+    dependencies=[Depends(fault_point("complete_cancellation"))],
+)
+def complete_cancellation(
+    reservation_id: PathId, session: SessionDep, key: IdempotencyKey
+) -> JSONResponse:
+    return stored_response(service.complete_cancellation(session, reservation_id, key))
+
+
+@steps.post(
+    "/reservations/{reservation_id}/cancel-release",
+    dependencies=[Depends(fault_point("release_cancellation"))],
+)
+def release_cancellation(
+    reservation_id: PathId, body: ReleaseCancellation, session: SessionDep, key: IdempotencyKey
+) -> JSONResponse:
+    return stored_response(
+        service.release_cancellation(session, reservation_id, body.start_key, key)
+    )

@@ -2,7 +2,9 @@
 
 A reservation holds its seat (HELD, until it expires), then is CONFIRMED (the seat is RESERVED),
 or RELEASED by its saga's compensation, or EXPIRED when another reservation took the seat after
-its hold ran out. At most one reservation per seat is HELD or CONFIRMED at a time: the database
+its hold ran out. A CONFIRMED reservation can be cancelled: CANCELLING while its cancellation saga
+runs (the seat still RESERVED: the saga's semantic lock), then CANCELLED, and the seat is free for
+anyone. At most one reservation per seat is HELD, CONFIRMED or CANCELLING at a time: the database
 enforces it.
 """
 
@@ -26,16 +28,19 @@ class ReservationStatus(StrEnum):
     CONFIRMED = "CONFIRMED"
     RELEASED = "RELEASED"
     EXPIRED = "EXPIRED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
 
 
-ACTIVE = (ReservationStatus.HELD, ReservationStatus.CONFIRMED)
+# The statuses that take a seat: one reservation per seat at most (a unique index).
+ACTIVE = (ReservationStatus.HELD, ReservationStatus.CONFIRMED, ReservationStatus.CANCELLING)
 
 
 def seat_status(
     reservation: ReservationStatus | None, expires_at: datetime | None, now: datetime
 ) -> SeatStatus:
     """What a seat shows, from its active reservation (if any)."""
-    if reservation is ReservationStatus.CONFIRMED:
+    if reservation in (ReservationStatus.CONFIRMED, ReservationStatus.CANCELLING):
         return SeatStatus.RESERVED
     if reservation is ReservationStatus.HELD and expires_at is not None and expires_at > now:
         return SeatStatus.HELD
@@ -69,3 +74,9 @@ class HoldLost(DomainError):
     """The reservation no longer holds its seat (released, or expired and taken by another)."""
 
     code = "hold_lost"
+
+
+class ReservationNotCancellable(DomainError):
+    """Only a CONFIRMED reservation can be cancelled (and only once)."""
+
+    code = "reservation_not_cancellable"

@@ -48,10 +48,11 @@ class Reservation(Base):
             "uq_reservations_one_active_per_seat",
             "seat_id",
             unique=True,
-            postgresql_where=text("status IN ('HELD', 'CONFIRMED')"),
+            postgresql_where=text("status IN ('HELD', 'CONFIRMED', 'CANCELLING')"),
         ),
         CheckConstraint(
-            "status IN ('HELD', 'CONFIRMED', 'RELEASED', 'EXPIRED')", name="status_known"
+            "status IN ('HELD', 'CONFIRMED', 'RELEASED', 'EXPIRED', 'CANCELLING', 'CANCELLED')",
+            name="status_known",
         ),
     )
 

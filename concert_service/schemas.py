@@ -29,3 +29,7 @@ class HoldSeat(BaseModel):
 
 class ReleaseHold(BaseModel):
     hold_key: IdempotencyKeyValue  # the Idempotency-Key of the hold it releases
+
+
+class ReleaseCancellation(BaseModel):
+    start_key: IdempotencyKeyValue  # the Idempotency-Key of the cancellation start it undoes

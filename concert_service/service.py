@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 from common.db import reading
 from common.idempotency import IdempotencyStore, StoredResponse
 from concert_service.domain import (
+    ACTIVE,
     ConcertNotFound,
     HoldLost,
+    ReservationNotCancellable,
     ReservationNotFound,
     ReservationStatus,
     SeatNotFound,
@@ -50,8 +52,7 @@ def list_seats(session: Session, concert_id: int) -> list[SeatView]:
             select(Seat.id, Seat.number, Reservation.status, Reservation.expires_at)
             .outerjoin(
                 Reservation,
-                (Reservation.seat_id == Seat.id)
-                & Reservation.status.in_((ReservationStatus.HELD, ReservationStatus.CONFIRMED)),
+                (Reservation.seat_id == Seat.id) & Reservation.status.in_(ACTIVE),
             )
             .where(Seat.concert_id == concert_id)
             .order_by(Seat.number)
@@ -165,4 +166,80 @@ def confirm_reservation(session: Session, reservation_id: int, key: str) -> Stor
 
     return idempotency.execute(
         session, key, "confirm_reservation", {"reservation_id": reservation_id}, apply
+    )
+
+
+def _cancellation_move(
+    session: Session, reservation_id: int, expected: ReservationStatus, new: ReservationStatus
+) -> dict[str, Any]:
+    moved = session.execute(
+        update(Reservation)
+        .where(Reservation.id == reservation_id, Reservation.status == expected)
+        .values(status=new, updated_at=func.now())
+        .returning(Reservation)
+    ).scalar_one_or_none()
+    if moved is None:
+        current = session.get(Reservation, reservation_id)
+        if current is None:
+            raise ReservationNotFound(f"reservation {reservation_id} does not exist")
+        raise ReservationNotCancellable(
+            f"reservation {reservation_id} is {current.status}, not {expected}"
+        )
+    return _reservation_json(moved)
+
+
+def start_cancellation(session: Session, reservation_id: int, key: str) -> StoredResponse:
+    """Cancellation saga action: CONFIRMED -> CANCELLING (the seat stays RESERVED until the
+    money is back: the saga's semantic lock)."""
+    return idempotency.execute(
+        session,
+        key,
+        "start_cancellation",
+        {"reservation_id": reservation_id},
+        lambda: (
+            200,
+            _cancellation_move(
+                session, reservation_id, ReservationStatus.CONFIRMED, ReservationStatus.CANCELLING
+            ),
+        ),
+    )
+
+
+def complete_cancellation(session: Session, reservation_id: int, key: str) -> StoredResponse:
+    """Cancellation saga's last step: CANCELLING -> CANCELLED, the seat AVAILABLE for anyone."""
+    return idempotency.execute(
+        session,
+        key,
+        "complete_cancellation",
+        {"reservation_id": reservation_id},
+        lambda: (
+            200,
+            _cancellation_move(
+                session, reservation_id, ReservationStatus.CANCELLING, ReservationStatus.CANCELLED
+            ),
+        ),
+    )
+
+
+def release_cancellation(
+    session: Session, reservation_id: int, start_key: str, key: str
+) -> StoredResponse:
+    """Compensation of `start_cancellation`: CANCELLING -> CONFIRMED, only if that start went
+    through; if it never arrived, a tombstone makes sure it never will."""
+
+    def apply() -> tuple[int, dict[str, Any]]:
+        start = idempotency.reverse_once(session, start_key, key)
+        if start is None:
+            return 200, {"reservation_id": reservation_id, "released": False}
+        reservation = _cancellation_move(
+            session, reservation_id, ReservationStatus.CANCELLING, ReservationStatus.CONFIRMED
+        )
+        return 200, {**reservation, "released": True}
+
+    return idempotency.execute(
+        session,
+        key,
+        "release_cancellation",
+        {"reservation_id": reservation_id, "start_key": start_key},
+        apply,
     )

@@ -135,3 +135,64 @@ def test_a_release_before_its_hold_leaves_a_tombstone():
         late = _hold(client, concert, concert["seats"][0], key=hold_key)
         assert (late.status_code, late.json()["error"]["code"]) == (409, "action_compensated")
         assert _statuses(client, concert)[0] == "AVAILABLE"
+
+
+def _cancel(client, reservation_id, action, key=None, body=None):
+    return client.post(
+        f"/reservations/{reservation_id}/cancel-{action}",
+        json=body,
+        headers={**SERVICE, "Idempotency-Key": key or _key()},
+    )
+
+
+def _confirmed(client, concert, seat) -> int:
+    reservation_id = _hold(client, concert, seat).json()["reservation_id"]
+    assert _confirm(client, reservation_id).status_code == 200
+    return reservation_id
+
+
+def test_a_cancelled_reservation_keeps_its_seat_until_done_then_frees_it_for_anyone():
+    with _client(hold_seconds=60) as client:
+        concert = _concert(client)
+        seat = concert["seats"][0]
+        reservation_id = _confirmed(client, concert, seat)
+
+        started = _cancel(client, reservation_id, "start")
+        meanwhile = _hold(client, concert, seat, user=2)
+        assert started.json()["status"] == "CANCELLING"
+        assert meanwhile.status_code == 409  # the seat is still taken while cancelling
+        assert _statuses(client, concert)[0] == "RESERVED"
+        assert _cancel(client, reservation_id, "complete").json()["status"] == "CANCELLED"
+        assert _statuses(client, concert)[0] == "AVAILABLE"
+        assert _hold(client, concert, seat, user=2).status_code == 201  # anyone's again
+
+
+def test_only_a_confirmed_reservation_can_be_cancelled():
+    with _client(hold_seconds=60) as client:
+        concert = _concert(client)
+        held = _hold(client, concert, concert["seats"][0]).json()["reservation_id"]
+        refused = _cancel(client, held, "start")
+        assert (refused.status_code, refused.json()["error"]["code"]) == (
+            409,
+            "reservation_not_cancellable",
+        )
+        assert _cancel(client, 2**62, "start").status_code == 404
+
+
+def test_a_cancellation_release_gives_it_back_confirmed_once_or_leaves_a_tombstone():
+    with _client(hold_seconds=60) as client:
+        concert = _concert(client)
+        reservation_id = _confirmed(client, concert, concert["seats"][0])
+        start_key = _key()
+        _cancel(client, reservation_id, "start", start_key)
+        back = _cancel(client, reservation_id, "release", body={"start_key": start_key})
+        again = _cancel(client, reservation_id, "release", body={"start_key": start_key})
+        assert (back.json()["released"], again.json()["released"]) == (True, False)
+        assert back.json()["status"] == "CONFIRMED"
+
+        early_key = _key()
+        early = _cancel(client, reservation_id, "release", body={"start_key": early_key})
+        late = _cancel(client, reservation_id, "start", early_key)
+        assert early.json()["released"] is False
+        assert (late.status_code, late.json()["error"]["code"]) == (409, "action_compensated")
+        assert _statuses(client, concert)[0] == "RESERVED"
