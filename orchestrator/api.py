@@ -23,6 +23,7 @@ from orchestrator.schemas import (
     SagaStarted,
     SagaSummary,
     StartPayment,
+    StartRefund,
     StartReservation,
     StepAttemptOut,
 )
@@ -130,7 +131,42 @@ async def start_reservation(
 
 @router.get("/reservations/{saga_id}")
 async def get_reservation(saga_id: str, runner: RunnerDep) -> SagaOut:
-    return await detail(runner, await service.get_saga(runner, saga_id, "reservation"))
+    """A reservation saga, or the saga that cancels one."""
+    state = await service.get_saga(runner, saga_id, "reservation", "reservation_cancellation")
+    return await detail(runner, state)
+
+
+@router.post("/reservations/{saga_id}/cancel", status_code=202, response_model=SagaStarted)
+async def cancel_reservation(
+    saga_id: str,
+    request: Request,
+    runner: RunnerDep,
+    key: OptionalIdempotencyKey = None,
+    wait: WaitSeconds = None,
+) -> JSONResponse:
+    """Cancel a COMPLETED reservation: a new saga frees the seat and gives the price back."""
+    settings = request.app.state.settings
+    state = await service.start_reservation_cancellation(runner, saga_id, key)
+    return await _answer(runner, state, wait, settings.max_wait_seconds)
+
+
+@router.post("/refunds", status_code=202, response_model=SagaStarted)
+async def start_refund(
+    body: StartRefund,
+    request: Request,
+    runner: RunnerDep,
+    key: OptionalIdempotencyKey = None,
+    wait: WaitSeconds = None,
+) -> JSONResponse:
+    """Refund a PAID order: the payment cancelled, the amount back, the order REFUNDED."""
+    settings = request.app.state.settings
+    state = await service.start_refund(runner, body.order_id, key)
+    return await _answer(runner, state, wait, settings.max_wait_seconds)
+
+
+@router.get("/refunds/{saga_id}")
+async def get_refund(saga_id: str, runner: RunnerDep) -> SagaOut:
+    return await detail(runner, await service.get_saga(runner, saga_id, "refund"))
 
 
 def _encode_cursor(state: SagaState) -> str:

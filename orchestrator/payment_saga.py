@@ -72,7 +72,7 @@ def describe(payload: Mapping[str, Any]) -> dict[str, Any]:
 def outcome_event(outcome: SagaOutcome) -> OutcomeEvent:
     """`order.paid` or `order.payment_failed`, with the order as step 1 read it under its lock
     (if step 1 never went through, the user and the amount are not known: null)."""
-    order = outcome.results.get("start_order_payment") or outcome.payload.get("order") or {}
+    order = outcome.results.get("start_order_payment") or {}
     payload = {
         "saga_id": outcome.saga_id,
         "order_id": outcome.payload["order_id"],

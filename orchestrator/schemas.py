@@ -10,6 +10,10 @@ class StartPayment(BaseModel):
     order_id: Id
 
 
+class StartRefund(BaseModel):
+    order_id: Id
+
+
 class StartReservation(BaseModel):
     concert_id: Id
     seat_id: Id

@@ -17,9 +17,10 @@ from common import logs
 from common.errors import DomainError, NotFound
 from common.idempotency import IdempotencyKeyReused
 from orchestrator import metrics
+from orchestrator.clients import BusinessRefusal, TransientFault
 from orchestrator.definitions import CURRENT
 from orchestrator.runner import SagaRunner, StartRefused, StartUnreachable
-from orchestrator.saga import SagaDefinition, SagaStatus
+from orchestrator.saga import RemoteCall, SagaDefinition, SagaStatus
 from orchestrator.store import SagaState
 
 
@@ -41,6 +42,26 @@ class PaymentInProgress(DomainError):
 
 class SeatTaken(DomainError):
     code = "seat_taken"
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class OrderNotRefundable(DomainError):
+    code = "order_not_refundable"
+
+
+class RefundInProgress(DomainError):
+    code = "refund_in_progress"
+
+
+class ReservationNotCancellable(DomainError):
+    code = "reservation_not_cancellable"
+
+
+class CancellationInProgress(DomainError):
+    code = "cancellation_in_progress"
 
 
 class DependencyUnavailable(DomainError):
@@ -74,11 +95,13 @@ async def start_saga(
     client_key: str | None,
     lock_key: str,
     identity: dict[str, Any] | None = None,
+    busy: type[DomainError] = PaymentInProgress,
 ) -> SagaState:
     """Record a new saga durably and start it, unless the client key or the business object
     already has one: then that saga is the answer, never a second one. `identity` is the part
     of the payload that a repeated request with the same key must match (by default, all of
-    it). Raises the first step's refusal as a DomainError when it refuses the start."""
+    it); `busy`, what a keyed start gets for an object another request's saga is working on.
+    Raises the first step's refusal as a DomainError when it refuses the start."""
     identity = payload if identity is None else identity
     store = runner.store
     for _ in range(3):
@@ -116,13 +139,13 @@ async def start_saga(
                 return _same_request(same_key, identity, client_key)
         live = await _decided(runner, await store.find_live_by_lock_key(lock_key))
         if live is not None:
-            if client_key is not None:
+            if client_key is not None and not live.is_final:
                 # Another request's saga holds this object. Answering with it would leave this
                 # key unrecorded, and a later retry with it could get another saga or a 409.
-                raise PaymentInProgress(
-                    f"saga {live.id} is already paying for this; retry with its key, or wait"
+                raise busy(
+                    f"saga {live.id} is already working on this; retry with its key, or wait"
                 )
-            return live
+            return live  # the caller tells a finished one's object apart
         # The saga we collided with was refused, or compensated, in between: try again.
     raise DomainError("the saga could not be recorded, please retry", code="start_contention")
 
@@ -163,13 +186,106 @@ async def start_reservation(
     return saga
 
 
-async def get_saga(runner: SagaRunner, saga_id: str, saga_type: str | None = None) -> SagaState:
+async def start_refund(runner: SagaRunner, order_id: int, client_key: str | None) -> SagaState:
+    """Refund a paid order (the seed's payment cancellation). Its data comes from the saga that
+    paid it; its first step takes the order's lock (PAID -> REFUND_IN_PROGRESS), and refuses
+    an order that is not PAID (409 order_not_refundable). One refund per order, ever."""
+    payment = await runner.store.find_live_by_lock_key(f"order:{order_id}")
+    if payment is None or payment.type != "payment" or payment.status is not SagaStatus.COMPLETED:
+        raise await _not_refundable(runner, order_id, payment)
+    order = payment.results["start_order_payment"]
+    payload = {
+        "order_id": order_id,
+        "paying_saga_id": str(payment.id),
+        "user_id": order["user_id"],
+        "amount": order["amount"],
+        "items": order.get("items", []),
+    }
+    saga = await start_saga(
+        runner,
+        CURRENT["refund"],
+        payload,
+        client_key,
+        f"refund:order:{order_id}",
+        identity={"order_id": order_id},
+        busy=RefundInProgress,
+    )
+    if saga.status is SagaStatus.COMPLETED and (
+        client_key is None or saga.client_key != client_key
+    ):
+        raise OrderNotRefundable(f"order {order_id} is refunded already")
+    return saga
+
+
+async def _not_refundable(
+    runner: SagaRunner, order_id: int, payment: SagaState | None
+) -> DomainError:
+    """Why an order with no completed payment saga here cannot be refunded: it does not exist
+    (404), or it is not paid, or (paid long ago) the saga that paid it was purged (409)."""
+    if payment is not None:
+        return OrderNotRefundable(f"order {order_id} is being paid, not paid (saga {payment.id})")
+    try:
+        call = RemoteCall("order", "GET", f"/orders/{order_id}")
+        order = await runner.clients["order"].send(call, None, runner.step_timeout)
+    except BusinessRefusal as refusal:
+        if refusal.status_code == 404:
+            return OrderNotFound(f"order {order_id} does not exist")
+        return DependencyUnavailable(f"the order service refused a read: {refusal.code}")
+    except TransientFault as fault:
+        return DependencyUnavailable(f"the order service is unavailable: {fault.message}")
+    if order["status"] != "PAID":
+        return OrderNotRefundable(f"order {order_id} is {order['status']}, not PAID")
+    return OrderNotRefundable(
+        f"order {order_id} was paid longer ago than sagas are kept (purged): refund it by hand"
+    )
+
+
+async def start_reservation_cancellation(
+    runner: SagaRunner, reservation_saga_id: str, client_key: str | None
+) -> SagaState:
+    """Cancel a COMPLETED reservation: the seat free again, the price back. Its data comes from
+    the reservation saga; its first step takes the reservation (CONFIRMED -> CANCELLING). One
+    cancellation per reservation, ever."""
+    reservation = await get_saga(runner, reservation_saga_id, "reservation")
+    if reservation.status is not SagaStatus.COMPLETED:
+        raise ReservationNotCancellable(
+            f"reservation saga {reservation_saga_id} is {reservation.status}, not COMPLETED"
+        )
+    hold = reservation.results["hold_seat"]
+    payload = {
+        "reservation_saga_id": str(reservation.id),
+        "reservation_id": hold["reservation_id"],
+        "concert_id": hold["concert_id"],
+        "seat_id": hold["seat_id"],
+        "user_id": hold["user_id"],
+        "amount": hold["price"],
+        # The inverse operations find what they give back by the keys of the saga that paid.
+        "paying_saga_id": str(reservation.id),
+    }
+    saga = await start_saga(
+        runner,
+        CURRENT["reservation_cancellation"],
+        payload,
+        client_key,
+        f"cancel:reservation:{hold['reservation_id']}",
+        identity={"reservation_saga_id": str(reservation.id)},
+        busy=CancellationInProgress,
+    )
+    if saga.status is SagaStatus.COMPLETED and (
+        client_key is None or saga.client_key != client_key
+    ):
+        raise ReservationNotCancellable(f"reservation saga {reservation_saga_id} is cancelled")
+    return saga
+
+
+async def get_saga(runner: SagaRunner, saga_id: str, *saga_types: str) -> SagaState:
+    """The saga of that id (of one of `saga_types`, if given), or 404."""
     try:
         parsed = uuid.UUID(saga_id)
     except ValueError:
         raise SagaNotFound(f"no saga {saga_id!r}") from None
     state = await runner.store.get(parsed)
-    if state is None or (saga_type is not None and state.type != saga_type):
+    if state is None or (saga_types and state.type not in saga_types):
         raise SagaNotFound(f"no saga {saga_id!r}")
     return state
 

@@ -1,14 +1,23 @@
-"""The invariants of the payment saga, checked from the databases themselves, as an auditor would.
+"""The invariants of the sagas, checked from the databases themselves, as an auditor would.
 
-For a set of payment and reservation sagas (and the users whose money they moved):
+For a set of sagas (payments, reservations, refunds, reservation cancellations) and the users
+whose money they moved:
 - every saga is final: COMPLETED or COMPENSATED;
 - money is conserved: opening balances = current balances + APPROVED payments;
-- COMPLETED <=> the order is PAID <=> exactly one APPROVED payment of the order's amount <=>
-  exactly one net deduction of that amount under the saga's keys;
-- COMPENSATED <=> the order is not PAID, no APPROVED payment, net deduction zero;
-- for a reservation: COMPLETED <=> the reservation is CONFIRMED <=> exactly one APPROVED payment
-  of its price <=> one net deduction of it; COMPENSATED <=> its seat is neither held nor reserved
-  by it, no APPROVED payment, net deduction zero; no seat is reserved twice;
+- a payment saga COMPLETED <=> the order is PAID (or REFUNDED, by a completed refund) <=> exactly
+  one APPROVED payment of the order's amount (or, refunded, that payment CANCELLED) <=> exactly
+  one net deduction of that amount under the saga's keys;
+- a payment saga COMPENSATED <=> no payment of the order by it, net deduction zero;
+- a refund COMPLETED <=> the order is REFUNDED, its payment CANCELLED, and the amount credited
+  back exactly once under the refund's keys; a refund COMPENSATED <=> net credit zero;
+- an order PAID has one completed payment saga and no completed refund; REFUNDED has one of
+  each; no order is left PAYMENT_IN_PROGRESS or REFUND_IN_PROGRESS;
+- for a reservation: COMPLETED <=> the reservation is CONFIRMED (or CANCELLED by a completed
+  cancellation) <=> one APPROVED payment of its price (or that payment CANCELLED) <=> one net
+  deduction of it; COMPENSATED <=> its seat is neither held nor reserved by it, no APPROVED
+  payment, net deduction zero; no seat is reserved twice;
+- a cancellation COMPLETED <=> the reservation is CANCELLED, its payment CANCELLED, the price
+  credited back once; COMPENSATED <=> net credit zero; none is left CANCELLING;
 - no balance was ever negative (every balance the ledger recorded), and the ledger adds up to
   the balance;
 - no idempotency key was applied twice.
@@ -16,8 +25,11 @@ For a set of payment and reservation sagas (and the users whose money they moved
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
+
+FINAL = ("COMPLETED", "COMPENSATED")
 
 
 @dataclass
@@ -46,40 +58,38 @@ def _rows(url: str, query: str, params: tuple = ()) -> list[tuple]:
         return conn.execute(query, params).fetchall()
 
 
+@dataclass(frozen=True)
+class _Saga:
+    id: str
+    type: str
+    status: str
+    payload: dict[str, Any]
+    results: dict[str, Any]
+
+
 def check(dbs: Databases, saga_ids: list[str], user_ids: list[int]) -> Report:
     report = Report(sagas=len(saga_ids))
     bad = report.violations.append
-
-    recorded = _rows(
-        dbs.orchestrator,
-        "SELECT id, type, status, payload, results FROM sagas WHERE id = ANY(%s::uuid[])",
-        (saga_ids,),
-    )
-    sagas = {str(i): (status, p["order_id"]) for i, t, status, p, _ in recorded if t == "payment"}
-    reservation_sagas = {
-        str(i): (status, (results.get("hold_seat") or {}).get("reservation_id"))
-        for i, t, status, _, results in recorded
-        if t == "reservation"
-    }
-    for saga_id in saga_ids:
-        if saga_id not in sagas and saga_id not in reservation_sagas:
-            bad(f"saga {saga_id} was never recorded")
-    order_ids = sorted({order_id for _, order_id in sagas.values()})
-    orders = {
-        order_id: (status, amount, user_id)
-        for order_id, status, amount, user_id in _rows(
-            dbs.orders,
-            "SELECT id, status, amount, user_id FROM orders WHERE id = ANY(%s)",
-            (order_ids,),
+    recorded = [
+        _Saga(str(i), t, status, payload, results)
+        for i, t, status, payload, results in _rows(
+            dbs.orchestrator,
+            "SELECT id, type, status, payload, results FROM sagas WHERE id = ANY(%s::uuid[])",
+            (saga_ids,),
         )
-    }
-    approved: dict[int, list[int]] = defaultdict(list)
-    for order_id, amount in _rows(
-        dbs.payments,
-        "SELECT order_id, amount FROM payments WHERE status = 'APPROVED' AND order_id = ANY(%s)",
-        (order_ids,),
-    ):
-        approved[order_id].append(amount)
+    ]
+    found = {s.id for s in recorded}
+    for saga_id in saga_ids:
+        if saga_id not in found:
+            bad(f"saga {saga_id} was never recorded")
+    for saga in recorded:
+        report.by_status[saga.status] += 1
+        if saga.status not in FINAL:
+            bad(f"saga {saga.id} ({saga.type}) is {saga.status}, not final")
+    by_type: dict[str, list[_Saga]] = defaultdict(list)
+    for saga in recorded:
+        by_type[saga.type].append(saga)
+
     ledger = _rows(
         dbs.users,
         "SELECT user_id, delta, balance_after, reason, idempotency_key FROM balance_ledger"
@@ -91,37 +101,11 @@ def check(dbs: Databases, saga_ids: list[str], user_ids: list[int]) -> Report:
         if key and reason != "OPENING":
             net_by_saga[key.split(":", 1)[0]] += delta
 
-    completed_orders = Counter()
-    for saga_id, (status, order_id) in sagas.items():
-        report.by_status[status] += 1
-        order_status, amount, _ = orders.get(order_id, (None, None, None))
-        payments = approved.get(order_id, [])
-        net = net_by_saga.get(saga_id, 0)
-        if status == "COMPLETED":
-            completed_orders[order_id] += 1
-            if order_status != "PAID":
-                bad(f"saga {saga_id} COMPLETED but order {order_id} is {order_status}")
-            if payments != [amount]:
-                bad(f"saga {saga_id} COMPLETED but order {order_id} has approved {payments}")
-            if net != -amount:
-                bad(f"saga {saga_id} COMPLETED but its net deduction is {net}, not {-amount}")
-        elif status == "COMPENSATED":
-            if order_status == "PAID":
-                bad(f"saga {saga_id} COMPENSATED but order {order_id} is PAID")
-            if net != 0:
-                bad(f"saga {saga_id} COMPENSATED but its net deduction is {net}")
-        else:
-            bad(f"saga {saga_id} is {status}, not final")
-    for order_id, (status, _, _) in orders.items():
-        if status == "PAID" and completed_orders[order_id] != 1:
-            bad(f"order {order_id} is PAID by {completed_orders[order_id]} completed sagas")
-        if status == "PAYMENT_IN_PROGRESS":
-            bad(f"order {order_id} is still PAYMENT_IN_PROGRESS")
-        if status != "PAID" and approved.get(order_id):
-            bad(f"order {order_id} is {status} but has approved payments {approved[order_id]}")
-
-    if reservation_sagas:
-        _check_reservations(dbs, reservation_sagas, net_by_saga, report)
+    _check_orders(dbs, by_type["payment"], by_type["refund"], net_by_saga, report)
+    if by_type["reservation"] or by_type["reservation_cancellation"]:
+        _check_reservations(
+            dbs, by_type["reservation"], by_type["reservation_cancellation"], net_by_saga, report
+        )
 
     keys = Counter(key for _, _, _, _, key in ledger if key)
     for key, count in keys.items():
@@ -156,54 +140,143 @@ def check(dbs: Databases, saga_ids: list[str], user_ids: list[int]) -> Report:
     return report
 
 
+def _payments_of(dbs: Databases, column: str, ids: list[int]) -> dict[int, Counter]:
+    """{order or reservation id: Counter of (status, amount)} of their payments."""
+    found: dict[int, Counter] = defaultdict(Counter)
+    for owner, status, amount in _rows(
+        dbs.payments,
+        f"SELECT {column}, status, amount FROM payments WHERE {column} = ANY(%s)",
+        (ids,),
+    ):
+        found[owner][(status, amount)] += 1
+    return found
+
+
+def _check_orders(
+    dbs: Databases,
+    payments: list[_Saga],
+    refunds: list[_Saga],
+    net_by_saga: dict[str, int],
+    report: Report,
+) -> None:
+    bad = report.violations.append
+    order_ids = sorted({s.payload["order_id"] for s in (*payments, *refunds)})
+    orders = {
+        order_id: (status, amount)
+        for order_id, status, amount in _rows(
+            dbs.orders, "SELECT id, status, amount FROM orders WHERE id = ANY(%s)", (order_ids,)
+        )
+    }
+    paid = _payments_of(dbs, "order_id", order_ids)
+    completed = Counter(s.payload["order_id"] for s in payments if s.status == "COMPLETED")
+    refunded = Counter(s.payload["order_id"] for s in refunds if s.status == "COMPLETED")
+    for saga in payments:
+        order_id = saga.payload["order_id"]
+        status, amount = orders.get(order_id, (None, None))
+        net = net_by_saga.get(saga.id, 0)
+        if saga.status == "COMPLETED":
+            expected = "REFUNDED" if refunded[order_id] else "PAID"
+            kept = "CANCELLED" if refunded[order_id] else "APPROVED"
+            if status != expected:
+                bad(f"payment saga {saga.id} COMPLETED but order {order_id} is {status}")
+            if paid[order_id] != Counter({(kept, amount): 1}):
+                bad(f"payment saga {saga.id} COMPLETED but order {order_id} has {paid[order_id]}")
+            if amount is None or net != -amount:
+                bad(f"payment saga {saga.id} COMPLETED but its net deduction is {net}")
+        elif saga.status == "COMPENSATED" and net != 0:
+            bad(f"payment saga {saga.id} COMPENSATED but its net deduction is {net}")
+    for saga in refunds:
+        order_id = saga.payload["order_id"]
+        status, amount = orders.get(order_id, (None, None))
+        net = net_by_saga.get(saga.id, 0)
+        if saga.status == "COMPLETED":
+            if status != "REFUNDED":
+                bad(f"refund {saga.id} COMPLETED but order {order_id} is {status}")
+            if paid[order_id][("APPROVED", amount)]:
+                bad(f"refund {saga.id} COMPLETED but order {order_id} has {paid[order_id]}")
+            if net != saga.payload["amount"]:
+                bad(f"refund {saga.id} COMPLETED but its net credit is {net}")
+        elif saga.status == "COMPENSATED" and net != 0:
+            bad(f"refund {saga.id} COMPENSATED but its net credit is {net}")
+    for order_id, (status, _) in orders.items():
+        if status in ("PAYMENT_IN_PROGRESS", "REFUND_IN_PROGRESS"):
+            bad(f"order {order_id} is still {status}")
+        if status == "PAID" and (completed[order_id] != 1 or refunded[order_id]):
+            bad(f"order {order_id} is PAID with {completed[order_id]} payments, refunded")
+        if status == "REFUNDED" and (completed[order_id] != 1 or refunded[order_id] != 1):
+            bad(f"order {order_id} is REFUNDED by {refunded[order_id]} refunds")
+        approved = sum(n for (s, _), n in paid[order_id].items() if s == "APPROVED")
+        if status != "PAID" and approved:
+            bad(f"order {order_id} is {status} but has approved payments {paid[order_id]}")
+
+
 def _check_reservations(
     dbs: Databases,
-    sagas: dict[str, tuple[str, int | None]],
+    reservations: list[_Saga],
+    cancellations: list[_Saga],
     net_by_saga: dict[str, int],
     report: Report,
 ) -> None:
     bad = report.violations.append
     assert dbs.concerts is not None, "reservation sagas need the concerts database"
-    reservation_ids = [r for _, r in sagas.values() if r is not None]
-    reservations = {
+
+    def reservation_of(saga: _Saga) -> int | None:
+        return (saga.results.get("hold_seat") or {}).get("reservation_id")
+
+    ids = [r for r in (reservation_of(s) for s in reservations) if r is not None]
+    ids += [s.payload["reservation_id"] for s in cancellations]
+    rows = {
         rid: (status, seat_id, price)
         for rid, status, seat_id, price in _rows(
             dbs.concerts,
             "SELECT id, status, seat_id, price FROM reservations WHERE id = ANY(%s)",
-            (reservation_ids,),
+            (ids,),
         )
     }
-    approved: dict[int, list[int]] = defaultdict(list)
-    for reservation_id, amount in _rows(
-        dbs.payments,
-        "SELECT reservation_id, amount FROM payments WHERE status = 'APPROVED'"
-        " AND reservation_id = ANY(%s)",
-        (reservation_ids,),
-    ):
-        approved[reservation_id].append(amount)
+    paid = _payments_of(dbs, "reservation_id", ids)
+    cancelled = Counter(
+        s.payload["reservation_id"] for s in cancellations if s.status == "COMPLETED"
+    )
     confirmed_seats: Counter = Counter()
-    for saga_id, (status, reservation_id) in sagas.items():
-        report.by_status[status] += 1
-        r_status, seat_id, price = reservations.get(reservation_id, (None, None, None))
-        payments = approved.get(reservation_id, []) if reservation_id else []
-        net = net_by_saga.get(saga_id, 0)
-        if status == "COMPLETED":
-            confirmed_seats[seat_id] += 1
-            if r_status != "CONFIRMED":
-                bad(f"reservation saga {saga_id} COMPLETED but its reservation is {r_status}")
-            if payments != [price]:
-                bad(f"reservation saga {saga_id} COMPLETED but approved {payments}")
+    for saga in reservations:
+        reservation_id = reservation_of(saga)
+        status, seat_id, price = rows.get(reservation_id, (None, None, None))
+        payments = paid[reservation_id] if reservation_id else Counter()
+        net = net_by_saga.get(saga.id, 0)
+        if saga.status == "COMPLETED":
+            expected = "CANCELLED" if cancelled[reservation_id] else "CONFIRMED"
+            kept = "CANCELLED" if cancelled[reservation_id] else "APPROVED"
+            if expected == "CONFIRMED":
+                confirmed_seats[seat_id] += 1
+            if status != expected:
+                bad(f"reservation saga {saga.id} COMPLETED but its reservation is {status}")
+            if payments != Counter({(kept, price): 1}):
+                bad(f"reservation saga {saga.id} COMPLETED but its payments are {payments}")
             if price is None or net != -price:
-                bad(f"reservation saga {saga_id} COMPLETED but net deduction {net}")
-        elif status == "COMPENSATED":
-            if r_status in ("HELD", "CONFIRMED"):
-                bad(f"reservation saga {saga_id} COMPENSATED but its reservation is {r_status}")
-            if payments:
-                bad(f"reservation saga {saga_id} COMPENSATED but approved {payments}")
+                bad(f"reservation saga {saga.id} COMPLETED but net deduction {net}")
+        elif saga.status == "COMPENSATED":
+            if status in ("HELD", "CONFIRMED", "CANCELLING"):
+                bad(f"reservation saga {saga.id} COMPENSATED but its reservation is {status}")
+            if any(s == "APPROVED" for s, _ in payments):
+                bad(f"reservation saga {saga.id} COMPENSATED but approved {payments}")
             if net != 0:
-                bad(f"reservation saga {saga_id} COMPENSATED but net deduction {net}")
-        else:
-            bad(f"saga {saga_id} is {status}, not final")
+                bad(f"reservation saga {saga.id} COMPENSATED but net deduction {net}")
+    for saga in cancellations:
+        reservation_id = saga.payload["reservation_id"]
+        status, _, _ = rows.get(reservation_id, (None, None, None))
+        net = net_by_saga.get(saga.id, 0)
+        if saga.status == "COMPLETED":
+            if status != "CANCELLED":
+                bad(f"cancellation {saga.id} COMPLETED but its reservation is {status}")
+            if any(s == "APPROVED" for s, _ in paid[reservation_id]):
+                bad(f"cancellation {saga.id} COMPLETED but approved {paid[reservation_id]}")
+            if net != saga.payload["amount"]:
+                bad(f"cancellation {saga.id} COMPLETED but its net credit is {net}")
+        elif saga.status == "COMPENSATED" and net != 0:
+            bad(f"cancellation {saga.id} COMPENSATED but its net credit is {net}")
+    for reservation_id, (status, _, _) in rows.items():
+        if status == "CANCELLING":
+            bad(f"reservation {reservation_id} is still CANCELLING")
     for seat_id, count in confirmed_seats.items():
         if count > 1:
             bad(f"seat {seat_id} is reserved by {count} sagas")

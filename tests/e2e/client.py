@@ -68,8 +68,33 @@ class Api:
         assert r.status_code == 200, r.text
         return self.saga(r.json()["saga_id"])
 
-    def saga(self, saga_id: str) -> dict[str, Any]:
-        r = self.http.get(self.url("orchestrator", f"/payments/{saga_id}"))
+    def start_refund(
+        self, order_id: Any, key: str | None = None, wait: float | None = None
+    ) -> httpx.Response:
+        return self.http.post(
+            self.url("orchestrator", "/refunds"),
+            json={"order_id": order_id},
+            headers={"Idempotency-Key": key} if key else {},
+            params={"wait": wait} if wait else {},
+        )
+
+    def refund(self, order_id: int, key: str | None = None) -> dict[str, Any]:
+        """Start a refund saga, wait for it to be final (or stuck), and return it."""
+        r = self.start_refund(order_id, key, wait=60)
+        assert r.status_code in (200, 202), r.text
+        return self.saga(r.json()["saga_id"], "/refunds")
+
+    def cancel_reservation(
+        self, saga_id: str, key: str | None = None, wait: float | None = None
+    ) -> httpx.Response:
+        return self.http.post(
+            self.url("orchestrator", f"/reservations/{saga_id}/cancel"),
+            headers={"Idempotency-Key": key} if key else {},
+            params={"wait": wait} if wait else {},
+        )
+
+    def saga(self, saga_id: str, path: str = "/payments") -> dict[str, Any]:
+        r = self.http.get(self.url("orchestrator", f"{path}/{saga_id}"))
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -218,3 +243,36 @@ def held(api: Api, service: str, point: str) -> int:
     """Calls stopped at `point` by a `hold` fault rule right now."""
     r = api.http.get(api.url(service, "/_faults"), headers=SERVICE_AUTH)
     return r.json()["held"].get(point, 0)
+
+
+def settled(api: Api, saga_id: str, path: str, timeout: float = 60) -> dict[str, Any]:
+    """The saga once final; one that stops at NEEDS_ATTENTION is retried, as an operator
+    would once the faults are gone, and then waited for."""
+    live = ("RUNNING", "COMPENSATING")
+    saga = wait_for(
+        lambda: (s := api.saga(saga_id, path))["status"] not in live and s, timeout, "a stop"
+    )
+    if saga["status"] == "NEEDS_ATTENTION":
+        api.clear_faults()
+        retried = api.http.post(
+            api.url("orchestrator", f"/admin/sagas/{saga_id}/retry"), headers=ADMIN_AUTH
+        )
+        assert retried.status_code == 202, retried.text
+        final = ("COMPLETED", "COMPENSATED")
+        saga = wait_for(
+            lambda: (s := api.saga(saga_id, path))["status"] in final and s, timeout, "the end"
+        )
+    return saga
+
+
+def newest_saga(api: Api, saga_type: str, **business_keys: Any) -> str | None:
+    """The id of the newest saga of a type whose summary shows these business keys."""
+    page = api.http.get(
+        api.url("orchestrator", "/admin/sagas"),
+        params={"type": saga_type, "limit": 20},
+        headers=ADMIN_AUTH,
+    ).json()
+    for item in page["items"]:
+        if all(item.get(k) == v for k, v in business_keys.items()):
+            return item["saga_id"]
+    return None
