@@ -1,8 +1,10 @@
 """`make chaos`: a bounded chaos run against real processes, judged by the saga's invariants.
 
 It starts every process on its own databases, puts a connection-dropping proxy between the
-orchestrator and each service, launches N sagas at some concurrency (four in five are payments,
-one in five a user racing others for a concert seat), and for a while:
+orchestrator and each service, launches N starts at some concurrency (four in five are payments,
+one in five a user racing others for a concert seat; a third of the payments are followed by a
+refund, a third of those started at the same moment as their payment, racing it; half the
+confirmed reservations are cancelled), and for a while:
 injects faults into every domain service (503s, answers slower than the client's timeout, lost
 answers, refusals), drops connections, kills the orchestrator with SIGKILL at random moments and
 restarts it, kills and restarts one domain service, and crashes the PostgreSQL server itself
@@ -50,11 +52,17 @@ from tools.stack import (
 SERVICE_AUTH = {"Authorization": "Bearer dev-service-token"}
 ADMIN_AUTH = {"Authorization": "Bearer dev-admin-token"}
 FAULT_POINTS = {
-    "order": ["start_payment", "complete_payment", "release_payment"],
+    "order": [
+        "start_payment", "complete_payment", "release_payment",
+        "start_refund", "complete_refund", "release_refund",
+    ],
     "user": ["deduct", "charge_back"],
-    "payment": ["approve_payment", "cancel_payment"],
-    "concert": ["hold_seat", "confirm_reservation", "release_hold"],
-}
+    "payment": ["approve_payment", "cancel_payment", "refund_payment"],
+    "concert": [
+        "hold_seat", "confirm_reservation", "release_hold",
+        "start_cancellation", "complete_cancellation", "release_cancellation",
+    ],
+}  # fmt: skip
 # Short timeouts and leases, so that faults and kills play out within the run.
 ORCHESTRATOR_CHAOS_ENV = {
     "ORCHESTRATOR_STEP_TIMEOUT": "1.0",
@@ -79,6 +87,8 @@ class ChaosConfig:
     service_kills: int = 1
     pg_restarts: int = 2
     pg_down_seconds: tuple[float, float] = (2.0, 5.0)
+    refund_share: float = 0.3  # of the payments: a refund follows (a third of them racing it)
+    cancel_share: float = 0.5  # of the reservations: cancelled once confirmed
     drop_rate: float = 0.02
     seed: int | None = None
     db_prefix: str = "saga_chaos"
@@ -91,13 +101,17 @@ class ChaosResult:
     events: Counter = field(default_factory=Counter)
     retried: int = 0
     unsettled: int = 0
-    reservations: int = 0
+    by_type: Counter = field(default_factory=Counter)  # sagas of each type
     seconds: float = 0.0
     exited: list[str] = field(default_factory=list)  # processes that stopped on their own
 
     @property
     def ok(self) -> bool:
         return self.report.ok and self.unsettled == 0 and not self.exited
+
+    @property
+    def reservations(self) -> int:
+        return self.by_type["reservation"]
 
 
 class ChaosRun:
@@ -186,26 +200,62 @@ class ChaosRun:
         self.rng.shuffle(starts)
         return users, starts
 
-    def start_saga(self, start: tuple[str, dict], index: int, deadline: float) -> str | None:
-        """Start a saga, retrying with its key while the orchestrator is down or restarting. A
-        reservation of a seat already RESERVED is refused at once (409): no saga, fine."""
-        path, body = start
+    def start_saga(self, path: str, body: dict | None, key: str, deadline: float) -> str | None:
+        """Start a saga, retrying with its key while the orchestrator is down or restarting (or
+        answers 503). A start its first step refuses (a seat another user holds or has, an
+        order not paid or no longer refundable, a reservation not to be cancelled) is a 409 or
+        404 with no saga: None, fine."""
         with httpx.Client(timeout=10) as http:
             while time.monotonic() < deadline:
                 try:
                     r = http.post(
-                        self.url("orchestrator", path),
-                        json=body,
-                        headers={"Idempotency-Key": f"chaos-{index}"},
+                        self.url("orchestrator", path), json=body, headers={"Idempotency-Key": key}
                     )
                     if r.status_code == 202:
                         return r.json()["saga_id"]
-                    if r.status_code == 409 and path == "/reservations":
+                    if r.status_code in (404, 409) and path != "/payments":
                         return None
                 except httpx.TransportError:
                     pass
                 time.sleep(0.2)  # the orchestrator is restarting
         raise RuntimeError(f"{path} {body}: no orchestrator accepted it in time")
+
+    def final_status(self, saga_id: str, path: str, deadline: float) -> str | None:
+        """The saga's status once final (polled, through kills and restarts), or None."""
+        with httpx.Client(timeout=10) as http:
+            while time.monotonic() < deadline:
+                try:
+                    status = http.get(self.url("orchestrator", f"{path}/{saga_id}")).json()
+                    if status.get("status") in FINAL:
+                        return status["status"]
+                except (httpx.TransportError, ValueError):
+                    pass
+                time.sleep(0.3)  # another process's saga: polled
+        return None
+
+    def flow(self, start: tuple[str, dict], index: int, deadline: float) -> list[str]:
+        """One client's sagas: a payment (and, for some, its refund: started at the same
+        moment, racing it, or once it is paid), or a reservation (and, for some, its
+        cancellation once it is confirmed)."""
+        path, body = start
+        started = self.start_saga(path, body, f"chaos-{index}", deadline)
+        sagas = [started] if started else []
+        undo = self.rng.random()
+        if path == "/payments" and undo < self.config.refund_share:
+            refund = {"order_id": body["order_id"]}
+            if undo < self.config.refund_share / 3:  # the refund races the payment
+                raced = self.start_saga("/refunds", refund, f"chaos-refund-{index}", deadline)
+                self.events["refunds racing their payment"] += 1
+                return sagas + ([raced] if raced else [])
+            if started and self.final_status(started, path, deadline) == "COMPLETED":
+                refunded = self.start_saga("/refunds", refund, f"chaos-refund-{index}", deadline)
+                sagas += [refunded] if refunded else []
+        confirmed = path == "/reservations" and started and undo < self.config.cancel_share
+        if confirmed and self.final_status(started, path, deadline) == "COMPLETED":
+            cancel = f"/reservations/{started}/cancel"
+            cancelled = self.start_saga(cancel, None, f"chaos-cancel-{index}", deadline)
+            sagas += [cancelled] if cancelled else []
+        return sagas
 
     # -- the chaos -----------------------------------------------------------------------------
 
@@ -318,7 +368,7 @@ class ChaosRun:
             with httpx.Client(timeout=10) as http:
                 users, starts = self.seed(http)
             self.say(
-                f"chaos: {len(starts)} sagas, concurrency {self.config.concurrency}, "
+                f"chaos: {len(starts)} starts, concurrency {self.config.concurrency}, "
                 f"{self.config.chaos_seconds:.0f}s of faults, logs in {self.log_dir}"
             )
             stop = threading.Event()
@@ -326,14 +376,12 @@ class ChaosRun:
             chaos.start()
             deadline = time.monotonic() + self.config.chaos_seconds + 120
             with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-                started = pool.map(
-                    lambda i: self.start_saga(starts[i], i, deadline), range(len(starts))
-                )
-                saga_ids = [saga_id for saga_id in started if saga_id is not None]
+                flows = pool.map(lambda i: self.flow(starts[i], i, deadline), range(len(starts)))
+                saga_ids = [saga_id for sagas in flows for saga_id in sagas]
             chaos.join()
             retried, unsettled = self.settle(saga_ids)
             report = check(self.databases(), saga_ids, users)
-            reservations = self.count_reservations(saga_ids)
+            by_type = self.count_by_type(saga_ids)
             exited = [
                 name
                 for name, process in self.stack.processes.items()
@@ -346,17 +394,21 @@ class ChaosRun:
             self.events,
             retried,
             unsettled,
-            reservations,
+            by_type,
             time.monotonic() - began,
             exited,
         )
 
-    def count_reservations(self, saga_ids: list[str]) -> int:
+    def count_by_type(self, saga_ids: list[str]) -> Counter:
         with psycopg.connect(self.env["ORCHESTRATOR_DATABASE_URL"]) as conn:
-            return conn.execute(
-                "SELECT count(*) FROM sagas WHERE type = 'reservation' AND id = ANY(%s::uuid[])",
-                (saga_ids,),
-            ).fetchone()[0]
+            return Counter(
+                dict(
+                    conn.execute(
+                        "SELECT type, count(*) FROM sagas WHERE id = ANY(%s::uuid[]) GROUP BY type",
+                        (saga_ids,),
+                    ).fetchall()
+                )
+            )
 
     def databases(self) -> Databases:
         return Databases(
@@ -372,7 +424,9 @@ def summary(result: ChaosResult) -> str:
     report = result.report
     rows = [
         ("sagas", report.sagas),
-        ("of which reservations", result.reservations),
+        ("of which reservations", result.by_type["reservation"]),
+        ("of which refunds", result.by_type["refund"]),
+        ("of which reservation cancellations", result.by_type["reservation_cancellation"]),
         ("COMPLETED", report.by_status.get("COMPLETED", 0)),
         ("COMPENSATED", report.by_status.get("COMPENSATED", 0)),
         ("needed an operator's retry", result.retried),

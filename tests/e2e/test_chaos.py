@@ -24,8 +24,11 @@ def test_a_small_chaos_run_keeps_every_invariant(databases, tmp_path):
 
     assert result.ok, summary(result)
     # Every payment start made a saga (40: four users of ten orders); reservation starts for a
-    # seat another user held or had were refused at once (409), with no saga.
-    assert 40 < result.report.sagas <= 60
+    # seat another user held or had were refused at once (409), with no saga; refunds and
+    # cancellations followed some of them.
+    assert result.report.sagas > 40
+    assert result.by_type["payment"] == 40
+    assert result.by_type["refund"] > 0
     assert result.reservations > 0
     assert result.events["SIGKILL orchestrator"] == 2
     assert result.events["crash-restart postgres"] == 1
