@@ -12,8 +12,8 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from common.db import Outage
 from common.errors import DomainError, error_body
+from sagaengine.outage import Outage
 
 log = logging.getLogger(__name__)
 

@@ -13,19 +13,13 @@ import re
 import sys
 import time
 import uuid
-from contextvars import ContextVar
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUEST_ID_HEADER = "X-Request-ID"
-
-request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-saga_id: ContextVar[str | None] = ContextVar("saga_id", default=None)
-saga_step: ContextVar[str | None] = ContextVar("saga_step", default=None)
-saga_phase: ContextVar[str | None] = ContextVar("saga_phase", default=None)
+from sagaengine.context import REQUEST_ID_HEADER, request_id, saga_id, saga_phase, saga_step
 
 _CONTEXT = {"request_id": request_id, "saga_id": saga_id, "step": saga_step, "phase": saga_phase}
 

@@ -1,9 +1,9 @@
 import argparse
 
 from common.serve import main
-from orchestrator import maintenance
 from orchestrator.app import create_app, run_relay
 from orchestrator.config import Settings, get_settings
+from sagaengine import purge
 
 
 def relay(settings: Settings, argv: list[str]) -> None:
@@ -11,10 +11,14 @@ def relay(settings: Settings, argv: list[str]) -> None:
     run_relay(settings)
 
 
+def purge_sagas(settings: Settings, argv: list[str]) -> None:
+    purge.run(settings.sqlalchemy_url, argv, prog="python -m orchestrator purge")
+
+
 main(
     package="orchestrator",
     default_port=8000,
     get_settings=get_settings,
     create_app=create_app,
-    extra_commands={"relay": relay, "purge": maintenance.run},
+    extra_commands={"relay": relay, "purge": purge_sagas},
 )

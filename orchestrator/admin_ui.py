@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from orchestrator import service
 from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
 from orchestrator.definitions import CURRENT
-from orchestrator.saga import SagaStatus
+from sagaengine.definition import SagaStatus
 
 COOKIE = "admin_token"
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -76,24 +76,23 @@ async def sagas(
 ) -> Response:
     if not _logged_in(request):
         return _to_login()
-    runner = request.app.state.runner
     chosen = SagaStatus(status) if status in SagaStatus.__members__ else None
     after = _decode_cursor(cursor) if cursor else None
-    states = await runner.store.page(
+    states = await request.app.state.admin.page(
         status=chosen, saga_type=type or None, limit=51, after=after, since=_since(since)
     )
     more = len(states) > 50
     states = states[:50]
     context = {
         "sagas": [summary(s) for s in states],
-        "counts": await runner.store.counts_at_a_glance(),
+        "counts": await request.app.state.admin.counts_at_a_glance(),
         "statuses": list(SagaStatus),
         "types": list(CURRENT),
         "status": chosen,
         "type": type,
         "since": since,
         "next_cursor": _encode_cursor(states[-1]) if more else None,
-        "outbox": await request.app.state.relay.backlog(at_a_glance=True),
+        "outbox": await request.app.state.admin.outbox_backlog(at_a_glance=True),
     }
     return templates.TemplateResponse(request, "sagas.html", context)
 
@@ -123,7 +122,7 @@ async def saga_page(request: Request, saga_id: uuid.UUID) -> Response:
     if not _logged_in(request):
         return _to_login()
     runner = request.app.state.runner
-    saga = await detail(runner, await service.get_saga(runner, str(saga_id)))
+    saga = await detail(request.app.state.admin, await service.get_saga(runner, str(saga_id)))
     timeline, total_ms = _timeline(saga)
     context = {"saga": saga, "timeline": timeline, "total_ms": total_ms}
     return templates.TemplateResponse(request, "saga.html", context)

@@ -8,15 +8,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from common.auth import require_admin_token
-from common.db import unavailable
 from common.errors import DomainError
 from common.fields import Text
 from common.web import OptionalIdempotencyKey
 from orchestrator import service
+from orchestrator.admin_queries import AdminQueries
 from orchestrator.definitions import CURRENT
-from orchestrator.outbox import list_messages
-from orchestrator.runner import SagaRunner
-from orchestrator.saga import SagaStatus
 from orchestrator.schemas import (
     SagaOut,
     SagaPage,
@@ -27,7 +24,10 @@ from orchestrator.schemas import (
     StartReservation,
     StepAttemptOut,
 )
-from orchestrator.store import SagaState
+from sagaengine.definition import SagaStatus
+from sagaengine.outage import unavailable
+from sagaengine.runner import SagaRunner
+from sagaengine.store import SagaState
 
 router = APIRouter(tags=["sagas"])
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
@@ -43,6 +43,13 @@ def _runner(request: Request) -> SagaRunner:
 
 
 RunnerDep = Annotated[SagaRunner, Depends(_runner)]
+
+
+def _admin(request: Request) -> AdminQueries:
+    return request.app.state.admin
+
+
+AdminDep = Annotated[AdminQueries, Depends(_admin)]
 
 
 def summary(state: SagaState) -> SagaSummary:
@@ -62,8 +69,8 @@ def summary(state: SagaState) -> SagaSummary:
     )
 
 
-async def detail(runner: SagaRunner, state: SagaState) -> SagaOut:
-    attempts = await runner.store.attempts(state.id)
+async def detail(admin: AdminQueries, state: SagaState) -> SagaOut:
+    attempts = await admin.attempts(state.id)
     steps = [
         StepAttemptOut(
             step=a.step_name,
@@ -112,8 +119,8 @@ async def start_payment(
 
 
 @router.get("/payments/{saga_id}")
-async def get_payment(saga_id: str, runner: RunnerDep) -> SagaOut:
-    return await detail(runner, await service.get_saga(runner, saga_id, "payment"))
+async def get_payment(saga_id: str, runner: RunnerDep, admin: AdminDep) -> SagaOut:
+    return await detail(admin, await service.get_saga(runner, saga_id, "payment"))
 
 
 @router.post("/reservations", status_code=202, response_model=SagaStarted)
@@ -130,10 +137,10 @@ async def start_reservation(
 
 
 @router.get("/reservations/{saga_id}")
-async def get_reservation(saga_id: str, runner: RunnerDep) -> SagaOut:
+async def get_reservation(saga_id: str, runner: RunnerDep, admin: AdminDep) -> SagaOut:
     """A reservation saga, or the saga that cancels one."""
     state = await service.get_saga(runner, saga_id, "reservation", "reservation_cancellation")
-    return await detail(runner, state)
+    return await detail(admin, state)
 
 
 @router.post("/reservations/{saga_id}/cancel", status_code=202, response_model=SagaStarted)
@@ -165,8 +172,8 @@ async def start_refund(
 
 
 @router.get("/refunds/{saga_id}")
-async def get_refund(saga_id: str, runner: RunnerDep) -> SagaOut:
-    return await detail(runner, await service.get_saga(runner, saga_id, "refund"))
+async def get_refund(saga_id: str, runner: RunnerDep, admin: AdminDep) -> SagaOut:
+    return await detail(admin, await service.get_saga(runner, saga_id, "refund"))
 
 
 def _encode_cursor(state: SagaState) -> str:
@@ -186,14 +193,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 @admin.get("/sagas")
 async def list_sagas(
-    runner: RunnerDep,
+    admin: AdminDep,
     status: SagaStatus | None = None,
     type: Annotated[Text | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[Text | None, Query(max_length=200)] = None,
 ) -> SagaPage:
     after = _decode_cursor(cursor) if cursor else None
-    states = await runner.store.page(status=status, saga_type=type, limit=limit + 1, after=after)
+    states = await admin.page(status=status, saga_type=type, limit=limit + 1, after=after)
     more = len(states) > limit
     states = states[:limit]
     return SagaPage(
@@ -203,8 +210,8 @@ async def list_sagas(
 
 
 @admin.get("/sagas/{saga_id}")
-async def get_saga(saga_id: str, runner: RunnerDep) -> SagaOut:
-    return await detail(runner, await service.get_saga(runner, saga_id))
+async def get_saga(saga_id: str, runner: RunnerDep, admin: AdminDep) -> SagaOut:
+    return await detail(admin, await service.get_saga(runner, saga_id))
 
 
 @admin.post("/sagas/{saga_id}/retry", status_code=202)
@@ -214,21 +221,20 @@ async def retry_saga(saga_id: str, runner: RunnerDep) -> SagaStarted:
 
 
 @admin.get("/stats")
-async def stats(runner: RunnerDep) -> dict[str, Any]:
-    return {"sagas_by_status": await runner.store.count_by_status()}
+async def stats(admin: AdminDep) -> dict[str, Any]:
+    return {"sagas_by_status": await admin.count_by_status()}
 
 
 @admin.get("/outbox")
 async def outbox(
-    request: Request,
+    admin: AdminDep,
     status: Annotated[Literal["PENDING", "DELIVERED"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """The data-platform outbox: backlog counts, and the latest rows (newest first)."""
-    relay = request.app.state.relay
-    rows = await list_messages(relay.sessionmaker, status, limit)
+    rows = await admin.outbox_messages(status, limit)
     return {
-        **await relay.backlog(),
+        **await admin.outbox_backlog(),
         "items": [
             {
                 "id": r.id,

@@ -24,13 +24,15 @@ from common.errors import error_body
 from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
 from common.web import readiness_answer
 from orchestrator import admin_ui
+from orchestrator.admin_queries import AdminQueries
 from orchestrator.api import admin, router
-from orchestrator.clients import build_clients
 from orchestrator.config import Settings, get_settings
-from orchestrator.outbox import OutboxRelay
-from orchestrator.runner import SagaRunner
-from orchestrator.store import Owner, SagaStore
-from orchestrator.transport import transport
+from orchestrator.definitions import REGISTRY as SAGAS
+from sagaengine.http import build_clients
+from sagaengine.outbox import OutboxRelay
+from sagaengine.runner import SagaRunner
+from sagaengine.store import Owner, SagaStore
+from sagaengine.transport import transport
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,7 @@ async def _pool(settings: Settings) -> AsyncConnectionPool:
     )
 
 
-def build_relay(
-    settings: Settings, pool: AsyncConnectionPool, sessionmaker: async_sessionmaker, owner: Owner
-) -> OutboxRelay:
+def build_relay(settings: Settings, pool: AsyncConnectionPool, owner: Owner) -> OutboxRelay:
     limits = httpx.Limits(keepalive_expiry=2.0)  # before the platform's keep-alive timeout
     http = httpx.AsyncClient(
         base_url=settings.data_platform_url,
@@ -69,7 +69,6 @@ def build_relay(
     )
     return OutboxRelay(
         pool,
-        sessionmaker,
         http,
         owner=f"{owner.instance_id}#{owner.incarnation}",
         policy=settings.relay_policy(),
@@ -95,11 +94,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clients = build_clients(
             settings.service_urls(), settings.service_token, settings.step_timeout
         )
-        relay = build_relay(settings, pool, sessionmaker, owner)
-        store = SagaStore(pool, sessionmaker, settings.lease_seconds)
+        relay = build_relay(settings, pool, owner)
+        store = SagaStore(pool, settings.lease_seconds)
         runner = SagaRunner(
             store,
             clients,
+            definitions=SAGAS,
             owner=owner,
             step_timeout=settings.step_timeout,
             action_policy=settings.action_policy(),
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_running=settings.max_running_sagas,
         )
         app.state.engine, app.state.runner, app.state.relay = engine, runner, relay
+        app.state.admin = AdminQueries(sessionmaker)
         recovery = asyncio.create_task(
             runner.recovery_loop(settings.recovery_interval, settings.recovery_batch),
             name="recovery-loop",
@@ -169,11 +170,9 @@ def run_relay(settings: Settings) -> None:
     """`python -m orchestrator relay`: the outbox relay alone, until SIGTERM or Ctrl-C."""
 
     async def main() -> None:
-        engine = _engine(settings)
         pool = await _pool(settings)
         owner = Owner.new(f"{settings.resolved_instance_id()}-relay")
-        sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-        relay = build_relay(settings, pool, sessionmaker, owner)
+        relay = build_relay(settings, pool, owner)
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -183,6 +182,5 @@ def run_relay(settings: Settings) -> None:
             await task
         await relay.http.aclose()
         await pool.close()
-        await engine.dispose()
 
     asyncio.run(main())

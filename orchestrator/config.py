@@ -7,8 +7,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
-from orchestrator.outbox import RelayPolicy
-from orchestrator.saga import RetryPolicy
+from sagaengine.definition import RetryPolicy
+from sagaengine.outbox import RelayPolicy
 
 
 class Settings(ServiceSettings):

@@ -8,7 +8,7 @@ from orchestrator.payment_saga import PAYMENT_SAGA
 from orchestrator.refund_saga import REFUND_SAGA
 from orchestrator.reservation_cancellation_saga import RESERVATION_CANCELLATION_SAGA
 from orchestrator.reservation_saga import RESERVATION_SAGA
-from orchestrator.saga import SagaDefinition
+from sagaengine.definition import SagaDefinition
 
 # What a new saga of each type starts on.
 CURRENT: dict[str, SagaDefinition] = {

@@ -5,7 +5,7 @@ refund). A saga definition says only whose money and how much, and what the paym
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.saga import RemoteCall, Step, StepContext
+from sagaengine.definition import RemoteCall, Step, StepContext
 
 # (user id, amount) of a saga, from its context
 Money = Callable[[StepContext], tuple[int, int]]

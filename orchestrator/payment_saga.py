@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.money_steps import approve_payment_step, deduct_balance_step
-from orchestrator.saga import (
+from sagaengine.definition import (
     OutcomeEvent,
     RemoteCall,
     SagaDefinition,

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.saga import (
+from sagaengine.definition import (
     OutcomeEvent,
     Phase,
     RemoteCall,

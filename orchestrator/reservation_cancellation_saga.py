@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.refund_saga import credit_balance, refund_payment, settle_refund
-from orchestrator.saga import (
+from sagaengine.definition import (
     OutcomeEvent,
     RemoteCall,
     SagaDefinition,

@@ -16,12 +16,12 @@ from typing import Any
 from common import logs
 from common.errors import DomainError, NotFound
 from common.idempotency import IdempotencyKeyReused
-from orchestrator import metrics
-from orchestrator.clients import BusinessRefusal, TransientFault
 from orchestrator.definitions import CURRENT
-from orchestrator.runner import SagaRunner, StartRefused, StartUnreachable
-from orchestrator.saga import RemoteCall, SagaDefinition, SagaStatus
-from orchestrator.store import SagaState
+from sagaengine import metrics
+from sagaengine.definition import RemoteCall, SagaDefinition, SagaStatus
+from sagaengine.http import BusinessRefusal, TransientFault
+from sagaengine.runner import SagaRunner, StartRefused, StartUnreachable
+from sagaengine.store import SagaState
 
 
 class OrderNotPayable(DomainError):

@@ -65,7 +65,7 @@ per page per round).
 {table}
 
 Finished sagas older than a given age are removed with `python -m orchestrator purge
---older-than 30d` (`orchestrator/maintenance.py`; `--dry-run` counts first).
+--older-than 30d` (`sagaengine/purge.py`; `--dry-run` counts first).
 
 <details><summary>The plan of every query on the hot path, in recovery, in the relay, for the
 admin list and in the purge (captured from the driver as the real code runs, then EXPLAINed
@@ -238,9 +238,9 @@ The steps, in order, each where the profile pointed:
   CPU: each statement built, compiled (a cache key computed per call) and its result processed.
   The start, the write-aheads, the moves, recovery's claims and the relay's are statements
   written once in SQL, sent through a psycopg pool of autocommit connections, prepared by the
-  server after a few uses (`orchestrator/store.py`). A move adds its step's answer to the
+  server after a few uses (`sagaengine/store.py`). A move adds its step's answer to the
   saga's results in SQL instead of rewriting the document. The admin reads stay on SQLAlchemy.
-- **httpx on asyncio's own transports** (`orchestrator/transport.py`). Before each request
+- **httpx on asyncio's own transports** (`sagaengine/transport.py`). Before each request
   httpcore asks every idle keep-alive connection whether its server closed it, and its default
   network layer (anyio) answered with a `poll()` per connection; every read and write ran in a
   cancel scope. An httpcore network backend on asyncio protocols answers from what the

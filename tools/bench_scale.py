@@ -319,9 +319,9 @@ async def _run_the_queries(
     event relayed, and the admin page's reads (`cursor`: a page boundary of the seeded
     database, so that the next-page query is explained where it matters)."""
     from orchestrator.definitions import CURRENT
-    from orchestrator.outbox import OutboxRelay, RelayPolicy, list_messages
-    from orchestrator.saga import OutcomeEvent, Phase, Position, RemoteCall, SagaStatus
-    from orchestrator.store import Owner, SagaStore
+    from sagaengine.definition import OutcomeEvent, Phase, Position, RemoteCall, SagaStatus
+    from sagaengine.outbox import OutboxRelay, RelayPolicy, list_messages
+    from sagaengine.store import Owner, SagaStore
 
     engine = create_async_engine(scratch, poolclass=NullPool)
     event.listen(engine.sync_engine, "before_cursor_execute", capture)

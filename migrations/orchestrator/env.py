@@ -1,4 +1,4 @@
 from common.db import run_alembic_env
-from orchestrator.models import Base
+from sagaengine.schema import Base
 
 run_alembic_env(Base.metadata)

@@ -4,14 +4,16 @@ services: for tests that need saga definitions the shipped orchestrator does not
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from common.db import drop_database, migrate, open_pool
-from orchestrator.clients import build_clients
-from orchestrator.runner import SagaRunner
-from orchestrator.saga import RetryPolicy, SagaDefinition
-from orchestrator.store import Owner, SagaStore
+from orchestrator.admin_queries import AdminQueries
+from sagaengine.definition import RetryPolicy, SagaDefinition
+from sagaengine.http import build_clients
+from sagaengine.runner import SagaRunner
+from sagaengine.store import Owner, SagaStore
 from tests.conftest import database_url
 from tools.stack import Stack
 
@@ -28,15 +30,24 @@ def private_orchestrator_database(name: str) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+class StoreUnderTest(SagaStore):
+    """The engine's store, with the admin's reads beside it for a test's assertions."""
+
+    def __init__(self, pool: AsyncConnectionPool, engine: AsyncEngine, lease_seconds: float):
+        super().__init__(pool, lease_seconds)
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        self.admin = AdminQueries(self.sessionmaker)
+
+
 @asynccontextmanager
 async def saga_store(
     lease_seconds: float = 10, database: str | None = None
-) -> AsyncIterator[SagaStore]:
+) -> AsyncIterator[StoreUnderTest]:
     url = make_url(database or database_url("ORCHESTRATOR")).set(drivername="postgresql+psycopg")
     engine = create_async_engine(url)
     pool = await open_pool(url, 10)
     try:
-        yield SagaStore(pool, async_sessionmaker(engine, expire_on_commit=False), lease_seconds)
+        yield StoreUnderTest(pool, engine, lease_seconds)
     finally:
         await pool.close()
         await engine.dispose()

@@ -8,9 +8,10 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from orchestrator.admin_queries import Count
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.saga import Phase, Position, SagaStatus
-from orchestrator.store import Count, Owner
+from sagaengine.definition import Phase, Position, SagaStatus
+from sagaengine.store import Owner
 from tests.conftest import database_url
 from tests.e2e.inprocess import saga_store
 
@@ -40,12 +41,12 @@ def test_counts_are_exact_while_small_and_estimated_from_statistics_when_large()
                     await store.move(saga, token, DONE)
                 else:
                     running.append((saga, token))
-            exact = await store.count_by_status()
-            small = await store.counts_at_a_glance()
+            exact = await store.admin.count_by_status()
+            small = await store.admin.counts_at_a_glance()
             _analyze()
             # As if the table were past the threshold: the statistics of a freshly analyzed
             # table, all of whose rows ANALYZE read, give the exact shares.
-            large = await store.counts_at_a_glance(exact_below=0)
+            large = await store.admin.counts_at_a_glance(exact_below=0)
             for saga, token in running:  # leave nothing for another orchestrator to recover
                 await store.move(saga, token, DONE)
             return exact, small, large

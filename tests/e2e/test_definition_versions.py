@@ -5,8 +5,8 @@ import asyncio
 import time
 
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.saga import SagaDefinition
 from orchestrator.service import start_saga
+from sagaengine.definition import SagaDefinition
 from tests.e2e.client import Api, assert_invariants, held
 from tests.e2e.inprocess import private_orchestrator_database, runner, saga_store
 from tools.stack import Stack
@@ -42,7 +42,7 @@ async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
         api.clear_faults()  # the held deductions go on: the old run's, applied late, replays
         fresh = await start_saga(new, V2, {"order_id": new_order}, None, f"order:{new_order}")
         finished = [await new.wait_until_final(s.id, 30) for s in (in_flight, fresh)]
-        histories = [await store.attempts(s.id) for s in (in_flight, fresh)]
+        histories = [await store.admin.attempts(s.id) for s in (in_flight, fresh)]
         return finished, histories, database
 
 

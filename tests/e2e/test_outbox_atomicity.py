@@ -6,10 +6,10 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator.models import OutboxMessage
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.saga import OutcomeEvent, Phase, Position, SagaStatus
-from orchestrator.store import LeaseLost, Owner
+from sagaengine.definition import OutcomeEvent, Phase, Position, SagaStatus
+from sagaengine.schema import OutboxMessage
+from sagaengine.store import LeaseLost, Owner
 from tests.e2e.inprocess import saga_store
 
 pytestmark = pytest.mark.usefixtures("databases")

@@ -5,9 +5,9 @@ import asyncio
 
 from orchestrator.definitions import REGISTRY
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.runner import SagaRunner
-from orchestrator.saga import SagaStatus
-from orchestrator.store import Owner
+from sagaengine.definition import SagaStatus
+from sagaengine.runner import SagaRunner
+from sagaengine.store import Owner
 from tests.e2e.client import Api
 from tests.e2e.inprocess import runner, saga_store
 from tools.stack import Stack
@@ -61,7 +61,9 @@ def test_recovery_takes_no_more_orphans_than_it_has_room_for(api: Api, stack: St
                 finals = [await r.wait_until_final(s.id, timeout=60) for s in sagas]
             finally:
                 loop.cancel()
-            owners = {a.owner.split(".")[0] for s in sagas for a in await store.attempts(s.id)}
+            owners = {
+                a.owner.split(".")[0] for s in sagas for a in await store.admin.attempts(s.id)
+            }
             return counts["peak"], [s.status for s in finals], owners
 
     try:

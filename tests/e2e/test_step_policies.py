@@ -6,8 +6,8 @@ import time
 from dataclasses import replace
 
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.saga import RemoteCall, RetryPolicy, SagaDefinition, Step, StepKind
 from orchestrator.service import start_saga
+from sagaengine.definition import RemoteCall, RetryPolicy, SagaDefinition, Step, StepKind
 from tests.e2e.client import Api, assert_invariants
 from tests.e2e.inprocess import runner, saga_store
 from tools.stack import Stack
@@ -36,7 +36,7 @@ def _pay(api: Api, stack: Stack, definition: SagaDefinition, order_id: int, oper
                 api.clear_faults()
                 assert await saga_runner.retry(saga)
             final = await saga_runner.wait_until_final(saga.id, 30)
-            return final, await store.attempts(saga.id), stuck if operator else None
+            return final, await store.admin.attempts(saga.id), stuck if operator else None
 
     return asyncio.run(scenario())
 

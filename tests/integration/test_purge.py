@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from orchestrator import maintenance
-from orchestrator.models import OutboxMessage, SagaRecord, StepAttempt
+from sagaengine.schema import OutboxMessage, SagaRecord, StepAttempt
 from tests.conftest import database_url
 from tools.stack import ROOT
 

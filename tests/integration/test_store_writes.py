@@ -8,10 +8,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from orchestrator.models import OutboxMessage, StepAttempt
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.saga import OutcomeEvent, Phase, Position, RemoteCall, SagaStatus
-from orchestrator.store import LeaseLost, Owner, SagaStore
+from sagaengine.definition import OutcomeEvent, Phase, Position, RemoteCall, SagaStatus
+from sagaengine.schema import OutboxMessage, StepAttempt
+from sagaengine.store import LeaseLost, Owner, SagaStore
 from tests.e2e.inprocess import private_orchestrator_database, saga_store
 
 pytestmark = pytest.mark.usefixtures("databases")

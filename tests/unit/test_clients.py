@@ -1,4 +1,4 @@
-"""The service clients (orchestrator/clients.py): what a call sends, and how every answer or
+"""The service clients (sagaengine/http.py): what a call sends, and how every answer or
 failure is classified as a business refusal or a transient fault.
 
 HTTP is mocked with respx; coroutines are driven with asyncio.run.
@@ -11,14 +11,14 @@ import httpx
 import pytest
 import respx
 
-from orchestrator.clients import (
+from sagaengine.definition import RemoteCall
+from sagaengine.http import (
     BusinessRefusal,
     ServiceClient,
     TransientFault,
     build_clients,
     classify,
 )
-from orchestrator.saga import RemoteCall
 
 BASE = "http://user.test"
 DEDUCT = RemoteCall("user", "POST", "/users/7/deductions", {"amount": 500})

@@ -1,7 +1,7 @@
 """docs/design.md and docs/design.ko.md, checked against the code they describe.
 
 - The saga status diagram in each document has exactly the edges of
-  `orchestrator.saga.TRANSITIONS`, enters at the status `SagaStore.create` inserts, and leaves
+  `sagaengine.definition.TRANSITIONS`, enters at the status `SagaStore.create` inserts, and leaves
   from the statuses that have no way out: neither can change without the other.
 - Every module path, symbol and relative link the documents name exists, so a document cannot
   point at code that is gone.
@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.definitions import REGISTRY
-from orchestrator.saga import FINAL_STATUSES, TRANSITIONS, SagaStatus
+from sagaengine.definition import FINAL_STATUSES, TRANSITIONS, SagaStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGLISH = ROOT / "docs" / "design.md"
 KOREAN = ROOT / "docs" / "design.ko.md"
 DOCS = [ENGLISH, KOREAN]
 PACKAGES = (
+    "sagaengine",
     "common",
     "orchestrator",
     "order_service",
@@ -81,7 +82,7 @@ def diagram_edges(text: str) -> list[tuple[str, str]]:
 @cache
 def created_status() -> SagaStatus:
     """The status a new saga is inserted with, read from `SagaStore.create` itself."""
-    tree = ast.parse((ROOT / "orchestrator" / "store.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "sagaengine" / "store.py").read_text(encoding="utf-8"))
     store = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SagaStore")
     create = next(
         n

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from orchestrator.runner import SagaRunner
-from orchestrator.saga import RetryPolicy
-from orchestrator.store import Owner
+from sagaengine.definition import RetryPolicy
+from sagaengine.runner import SagaRunner
+from sagaengine.store import Owner
 
 POLICY = RetryPolicy(attempts=1, initial_backoff=0.1, max_backoff=0.1, max_seconds=1)
 

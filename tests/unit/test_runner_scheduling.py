@@ -3,9 +3,9 @@
 import asyncio
 from datetime import timedelta
 
-from orchestrator.runner import SagaRunner, _Slots
-from orchestrator.saga import RetryPolicy
-from orchestrator.store import Owner
+from sagaengine.definition import RetryPolicy
+from sagaengine.runner import SagaRunner, _Slots
+from sagaengine.store import Owner
 
 POLICY = RetryPolicy(attempts=1, initial_backoff=0.1, max_backoff=0.1, max_seconds=1)
 

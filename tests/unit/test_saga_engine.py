@@ -1,4 +1,4 @@
-"""The saga engine's pure core (orchestrator/saga.py), checked exhaustively.
+"""The saga engine's pure core (sagaengine/definition.py), checked exhaustively.
 
 Every status pair against the transition table, every step of the payment saga against every
 call outcome, and the call each step of the payment saga builds.
@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.saga import (
+from sagaengine.definition import (
     FINAL_STATUSES,
     TRANSITIONS,
     CallOutcome,

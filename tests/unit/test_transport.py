@@ -1,4 +1,4 @@
-"""The orchestrator's httpx transport on asyncio (orchestrator/transport.py), against a small
+"""The orchestrator's httpx transport on asyncio (sagaengine/transport.py), against a small
 HTTP/1.1 server on loopback: answers, keep-alive, a server that closes an idle connection, and
 the failures the clients classify (timeouts, refused connections) as httpx raises them."""
 
@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from orchestrator.transport import AsyncioBackend, _Transport, transport
+from sagaengine.transport import AsyncioBackend, _Transport, transport
 
 LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=5)
 

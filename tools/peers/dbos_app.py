@@ -43,8 +43,8 @@ from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 from fastapi import FastAPI
 
 from common import logs
-from orchestrator.clients import ServiceClient, build_clients
 from orchestrator.config import Settings
+from sagaengine.http import ServiceClient, build_clients
 from tools.peers import (
     DBOS_QUEUE_POLLING,
     DBOS_RESULT_POLLING,

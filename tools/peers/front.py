@@ -25,8 +25,8 @@ from common import logs
 from common import metrics as http_metrics
 from common.errors import DomainError, NotFound
 from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
-from orchestrator.clients import BusinessRefusal, ServiceClient, TransientFault
-from orchestrator.saga import RemoteCall
+from sagaengine.definition import RemoteCall
+from sagaengine.http import BusinessRefusal, ServiceClient, TransientFault
 from tools.peers.payment import SagaResult
 
 ORDER_FIELDS = ("user_id", "amount", "items")  # what the saga keeps of the order, as ours does

@@ -2,8 +2,8 @@
 
 Everything but the durability engine is ours, so that `make bench` compares engines and nothing
 else: the saga definition (`orchestrator.payment_saga.PAYMENT_SAGA`, its calls and compensations),
-the state machine that decides what follows each outcome (`orchestrator.saga`), the idempotency
-keys, the HTTP clients and their error classification (`orchestrator.clients`), and the timeouts
+the state machine that decides what follows each outcome (`sagaengine.definition`), the idempotency
+keys, the HTTP clients and their error classification (`sagaengine.http`), and the timeouts
 and retry budgets (`orchestrator.config.Settings`, from the same environment variables).
 
 An engine plugs in one thing: how one remote call, with its retries, runs as a durable step
@@ -31,10 +31,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from orchestrator.clients import BusinessRefusal, ServiceClient, TransientFault
 from orchestrator.config import Settings
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.saga import (
+from sagaengine.definition import (
     CallOutcome,
     Phase,
     Position,
@@ -48,6 +47,7 @@ from orchestrator.saga import (
     after_compensation,
     idempotency_key,
 )
+from sagaengine.http import BusinessRefusal, ServiceClient, TransientFault
 
 DATA_PLATFORM = "data_platform"  # the client of the outcome event's delivery
 EVENT = "event"  # its retry budget: the relay's backoff, and no giving up in practice
@@ -151,7 +151,7 @@ async def perform(
     timeout: float,
     policy: RetryPolicy,
 ) -> CallResult:
-    """One remote call with its retries, as `orchestrator.runner.SagaRunner._call` makes it: the
+    """One remote call with its retries, as `sagaengine.runner.SagaRunner._call` makes it: the
     same key on every attempt, transient faults retried with exponential backoff and jitter within
     the budget (then the outcome is unknown: EXHAUSTED), a business refusal final at once."""
     unknown = False

@@ -42,8 +42,8 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.worker import Worker
 
 from common import logs
-from orchestrator.clients import ServiceClient, TransientFault, build_clients
 from orchestrator.config import Settings
+from sagaengine.http import ServiceClient, TransientFault, build_clients
 from tools.peers.front import create_front
 from tools.peers.payment import CallResult, SagaResult, attempt_call, budgets, service_urls
 from tools.peers.payment import workflow_id as order_workflow_id

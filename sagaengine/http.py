@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from common import logs
-from orchestrator.saga import RemoteCall
-from orchestrator.transport import transport
+from sagaengine import context as logs
+from sagaengine.definition import RemoteCall
+from sagaengine.transport import transport
 
 
 class StepError(Exception):

@@ -39,9 +39,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from orchestrator.config import Settings
-from orchestrator.models import OutboxMessage, SagaRecord, StepAttempt
-from orchestrator.saga import FINAL_STATUSES
+from sagaengine.definition import FINAL_STATUSES
+from sagaengine.schema import OutboxMessage, SagaRecord, StepAttempt
 
 log = logging.getLogger(__name__)
 
@@ -236,12 +235,12 @@ def _age(value: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def run(settings: Settings, argv: list[str]) -> None:
-    """The `purge` command of `python -m orchestrator`."""
+def run(url: URL, argv: list[str], prog: str = "purge") -> None:
+    """A `purge` command over the saga database at `url` (`python -m orchestrator purge`)."""
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator purge",
+        prog=prog,
         description="Delete finished sagas older than an age, with their steps and delivered "
-        "outbox events, in batches (see orchestrator/maintenance.py).",
+        "outbox events, in batches (see sagaengine/purge.py).",
     )
     parser.add_argument(
         "--older-than", type=_age, required=True, help="time since the finish: 30d, 12h, 2w"
@@ -255,7 +254,7 @@ def run(settings: Settings, argv: list[str]) -> None:
     if args.batch < 1:
         parser.error("--batch must be at least 1")
     report = purge(
-        settings.sqlalchemy_url,
+        url,
         args.older_than,
         batch=args.batch,
         dry_run=args.dry_run,

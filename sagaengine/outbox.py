@@ -27,14 +27,11 @@ from typing import Any
 
 import httpx
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common import logs
-from common.db import Outage, backoff, unavailable
-from orchestrator import metrics
-from orchestrator.models import OutboxMessage
-from orchestrator.store import EXACT_BELOW, Count, PlainSql, planner_estimates
+from sagaengine import context as logs
+from sagaengine import metrics
+from sagaengine.outage import Outage, backoff, unavailable
+from sagaengine.store import PlainSql
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +96,12 @@ class OutboxRelay:
     def __init__(
         self,
         pool: AsyncConnectionPool,
-        sessionmaker: async_sessionmaker[AsyncSession],
         http: httpx.AsyncClient,
         *,
         owner: str,
         policy: RelayPolicy,
     ):
         self.sql = PlainSql(pool)  # claims and marks: plain SQL, as the saga's hot path
-        self.sessionmaker = sessionmaker  # the admin's views of the backlog
         self.http = http
         self.owner = owner
         self.policy = policy
@@ -231,53 +226,3 @@ class OutboxRelay:
         must not cost more as delivered rows pile up."""
         row = await self.sql.one(PENDING)
         return row[0] if row is not None else 0
-
-    async def backlog(
-        self, *, at_a_glance: bool = False, exact_below: int = EXACT_BELOW
-    ) -> dict[str, Any]:
-        """Pending and delivered events, and the age of the oldest pending one. `at_a_glance`
-        (the admin page, on every load): pending exactly, through their index; delivered
-        estimated from the planner's statistics once the table is large (see
-        SagaStore.counts_at_a_glance), instead of counted row by row."""
-        pending_only = OutboxMessage.status == "PENDING"
-        async with self.sessionmaker() as session:
-            oldest = await session.scalar(
-                select(
-                    func.extract("epoch", func.now() - func.min(OutboxMessage.occurred_at))
-                ).where(pending_only)
-            )
-            if at_a_glance:
-                conn = await session.connection()
-                pending = await session.scalar(
-                    select(func.count()).select_from(OutboxMessage).where(pending_only)
-                )
-                total, _ = await planner_estimates(conn, "outbox", "status")
-                if total >= exact_below:
-                    delivered = Count(round(max(total - pending, 0)), estimated=True)
-                    return {
-                        "pending": pending,
-                        "delivered": delivered,
-                        "oldest_pending_seconds": float(oldest) if oldest is not None else None,
-                    }
-            counts = dict(
-                (
-                    await session.execute(
-                        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-                    )
-                ).all()
-            )
-        return {
-            "pending": counts.get("PENDING", 0),
-            "delivered": counts.get("DELIVERED", 0),
-            "oldest_pending_seconds": float(oldest) if oldest is not None else None,
-        }
-
-
-async def list_messages(
-    sessionmaker: async_sessionmaker[AsyncSession], status: str | None, limit: int
-) -> list[OutboxMessage]:
-    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(OutboxMessage.status == status)
-    async with sessionmaker() as session:
-        return list(await session.scalars(query))

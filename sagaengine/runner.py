@@ -1,4 +1,4 @@
-"""Runs sagas: persists and executes what `orchestrator.saga` decides.
+"""Runs sagas: persists and executes what `sagaengine.definition` decides.
 
 For each step: record the attempt (write-ahead), make the call, record its outcome, move the saga.
 A call that succeeds has its end recorded in the same transaction as the saga's move (two
@@ -25,12 +25,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from common import logs
-from common.db import Outage, backoff, unavailable
-from orchestrator import metrics
-from orchestrator.clients import BusinessRefusal, ServiceClient, StepError, TransientFault
-from orchestrator.definitions import REGISTRY
-from orchestrator.saga import (
+from sagaengine import context as logs
+from sagaengine import metrics
+from sagaengine.definition import (
     FINAL_STATUSES,
     CallOutcome,
     OutcomeEvent,
@@ -49,7 +46,9 @@ from orchestrator.saga import (
     idempotency_key,
     resume_after_attention,
 )
-from orchestrator.store import LeaseLost, NextAttempt, Owner, SagaState, SagaStore
+from sagaengine.http import BusinessRefusal, ServiceClient, StepError, TransientFault
+from sagaengine.outage import Outage, backoff, unavailable
+from sagaengine.store import LeaseLost, NextAttempt, Owner, SagaState, SagaStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -145,13 +144,13 @@ class SagaRunner:
     def __init__(
         self,
         store: SagaStore,
-        clients: dict[str, ServiceClient],
+        clients: Mapping[str, ServiceClient],
         *,
+        definitions: Mapping[tuple[str, int], SagaDefinition],
         owner: Owner,
         step_timeout: float,
         action_policy: RetryPolicy,
         compensation_policy: RetryPolicy,
-        definitions: Mapping[tuple[str, int], SagaDefinition] = REGISTRY,
         on_outcome: Callable[[], None] | None = None,
         max_running: int = 64,
     ):

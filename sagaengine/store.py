@@ -18,11 +18,9 @@ from typing import Any
 from psycopg import AsyncConnection as PgConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Row, func, select, text, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy import Row
 
-from orchestrator.models import SagaRecord, StepAttempt
-from orchestrator.saga import (
+from sagaengine.definition import (
     FINAL_STATUSES,
     OutcomeEvent,
     Phase,
@@ -33,8 +31,8 @@ from orchestrator.saga import (
     check_transition,
     idempotency_key,
 )
+from sagaengine.schema import SagaRecord
 
-LIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 SAGAS = SagaRecord.__table__
 
 # The columns of a saga, in the order SagaState.of_row takes them.
@@ -231,43 +229,6 @@ class NextAttempt:
     call: RemoteCall
 
 
-# Below this many rows (by the planner's statistics) a table is counted exactly on every page.
-EXACT_BELOW = 100_000
-
-
-@dataclass(frozen=True)
-class Count:
-    n: int
-    estimated: bool = False
-
-    def __str__(self) -> str:
-        return f"≈{self.n:,}" if self.estimated else f"{self.n:,}"
-
-
-async def planner_estimates(
-    conn: AsyncConnection, table: str, column: str
-) -> tuple[float, dict[str, float]]:
-    """The table's estimated rows and the share of each common value of `column`, from
-    pg_class and pg_stats (no row is read); (-1, {}) before the first ANALYZE."""
-    total = await conn.scalar(
-        text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
-    )
-    row = (
-        await conn.execute(
-            text(
-                "SELECT CAST(most_common_vals AS text), most_common_freqs FROM pg_stats"
-                " WHERE schemaname = current_schema() AND tablename = :t AND attname = :c"
-            ),
-            {"t": table, "c": column},
-        )
-    ).first()
-    shares: dict[str, float] = {}
-    if row is not None and row[0] is not None:
-        values = [v.strip('"') for v in row[0].strip("{}").split(",")]
-        shares = dict(zip(values, row[1], strict=True))
-    return float(total if total is not None else -1), shares
-
-
 class LeaseLost(Exception):
     """Another run owns this saga now; this one must stop without writing."""
 
@@ -383,11 +344,9 @@ class SagaStore:
     def __init__(
         self,
         pool: AsyncConnectionPool,
-        sessionmaker: async_sessionmaker[AsyncSession],
         lease_seconds: float,
     ):
         self.sql = PlainSql(pool)  # the hot path
-        self.sessionmaker = sessionmaker  # the admin reads
         self.lease = timedelta(seconds=lease_seconds)
 
     async def _saga(self, sql: str, params: Any) -> "SagaState | None":
@@ -456,76 +415,6 @@ class SagaStore:
 
     async def get(self, saga_id: uuid.UUID) -> "SagaState | None":
         return await self._saga(GET, (saga_id,))
-
-    async def attempts(self, saga_id: uuid.UUID) -> list[StepAttempt]:
-        async with self.sessionmaker() as session:
-            rows = await session.scalars(
-                select(StepAttempt).where(StepAttempt.saga_id == saga_id).order_by(StepAttempt.id)
-            )
-            return list(rows)
-
-    async def page(
-        self,
-        *,
-        status: SagaStatus | None,
-        saga_type: str | None,
-        limit: int,
-        after: tuple[datetime, uuid.UUID] | None,
-        since: datetime | None = None,
-    ) -> list[SagaState]:
-        """Newest first; `after` is the (created_at, id) of the last saga of the previous page."""
-        query = select(SagaRecord).order_by(SagaRecord.created_at.desc(), SagaRecord.id.desc())
-        if status is not None:
-            query = query.where(SagaRecord.status == status)
-        if saga_type is not None:
-            query = query.where(SagaRecord.type == saga_type)
-        if since is not None:
-            query = query.where(SagaRecord.created_at >= since)
-        if after is not None:
-            # A row comparison, so the index on (created_at, id) seeks straight to the page.
-            query = query.where(tuple_(SagaRecord.created_at, SagaRecord.id) < tuple_(*after))
-        async with self.sessionmaker() as session:
-            return [SagaState.of(r) for r in await session.scalars(query.limit(limit))]
-
-    async def count_by_status(self) -> dict[str, int]:
-        """Exact counts: reads every saga's status (GET /admin/stats, not on any page)."""
-        async with self.sessionmaker() as session:
-            rows = await session.execute(
-                select(SagaRecord.status, func.count()).group_by(SagaRecord.status)
-            )
-            return {status: count for status, count in rows}
-
-    async def counts_at_a_glance(self, exact_below: int = EXACT_BELOW) -> dict[str, Count]:
-        """The counts the admin page shows on every load, in constant time: sagas that are not
-        final are counted exactly (there are few, and an index holds them); final ones are
-        counted exactly while the table is small, else estimated from the planner's
-        statistics (kept by autovacuum's ANALYZE), and marked as estimates."""
-        unfinished = (*LIVE, SagaStatus.NEEDS_ATTENTION)
-        async with self.sessionmaker() as session:
-            conn = await session.connection()
-            rows = await conn.execute(
-                select(SAGAS.c.status, func.count())
-                .where(SAGAS.c.status.in_(unfinished))
-                .group_by(SAGAS.c.status)
-            )
-            counts = {status: Count(n) for status, n in rows}
-            total, by_status = await planner_estimates(conn, "sagas", "status")
-            if total < exact_below or not by_status:  # small, or no statistics yet: count
-                rows = await conn.execute(
-                    select(SAGAS.c.status, func.count())
-                    .where(SAGAS.c.status.not_in(unfinished))
-                    .group_by(SAGAS.c.status)
-                )
-                counts.update({status: Count(n) for status, n in rows})
-            else:
-                counts.update(
-                    {
-                        status: Count(round(total * share), estimated=True)
-                        for status, share in by_status.items()
-                        if status not in unfinished
-                    }
-                )
-        return dict(sorted(counts.items()))
 
     # -- running (fenced by the lease token) ---------------------------------------------------
 

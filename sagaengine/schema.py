@@ -43,7 +43,7 @@ class SagaRecord(Base):
             "lease_expires_at",
             postgresql_where=text("status IN ('RUNNING', 'COMPENSATING')"),
         ),
-        # The purge (orchestrator/maintenance.py): finished sagas, oldest first.
+        # The purge (sagaengine/purge.py): finished sagas, oldest first.
         Index(
             "ix_sagas_finished",
             "finished_at",

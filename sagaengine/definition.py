@@ -1,7 +1,7 @@
 """The saga engine's pure core: definitions, the status machine and what follows each outcome.
 
 No I/O here. A saga definition is an ordered list of steps; each step builds the remote call of its
-action and of its compensation from the saga's context. The runner (`orchestrator.runner`)
+action and of its compensation from the saga's context. The runner (`sagaengine.runner`)
 persists and executes what this module decides.
 """
 
@@ -20,6 +20,8 @@ class SagaStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED})
+# A saga some run is moving forward or back; NEEDS_ATTENTION waits for an operator.
+LIVE_STATUSES = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 
 # The only legal moves of a saga's status. Every persisted change is checked against it.
 TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
