@@ -27,12 +27,17 @@ from tenacity import (
 
 from sagaengine import context as logs
 from sagaengine import metrics
+from sagaengine.decisions import (
+    CallOutcome,
+    Position,
+    after_action,
+    after_compensation,
+    resume_after_attention,
+)
 from sagaengine.definition import (
     FINAL_STATUSES,
-    CallOutcome,
     OutcomeEvent,
     Phase,
-    Position,
     RemoteCall,
     RetryPolicy,
     SagaDefinition,
@@ -41,10 +46,7 @@ from sagaengine.definition import (
     Step,
     StepContext,
     StepKind,
-    after_action,
-    after_compensation,
     idempotency_key,
-    resume_after_attention,
 )
 from sagaengine.http import BusinessRefusal, ServiceClient, StepError, TransientFault
 from sagaengine.outage import Outage, backoff, unavailable

@@ -20,15 +20,14 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Row
 
+from sagaengine.decisions import Position, check_transition
 from sagaengine.definition import (
     FINAL_STATUSES,
     OutcomeEvent,
     Phase,
-    Position,
     RemoteCall,
     SagaDefinition,
     SagaStatus,
-    check_transition,
     idempotency_key,
 )
 from sagaengine.schema import SagaRecord

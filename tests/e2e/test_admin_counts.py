@@ -10,7 +10,8 @@ from sqlalchemy.engine import make_url
 
 from orchestrator.admin_queries import Count
 from orchestrator.payment_saga import PAYMENT_SAGA
-from sagaengine.definition import Phase, Position, SagaStatus
+from sagaengine.decisions import Position
+from sagaengine.definition import Phase, SagaStatus
 from sagaengine.store import Owner
 from tests.conftest import database_url
 from tests.e2e.inprocess import saga_store

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator.payment_saga import PAYMENT_SAGA
-from sagaengine.definition import OutcomeEvent, Phase, Position, SagaStatus
+from sagaengine.decisions import Position
+from sagaengine.definition import OutcomeEvent, Phase, SagaStatus
 from sagaengine.schema import OutboxMessage
 from sagaengine.store import LeaseLost, Owner
 from tests.e2e.inprocess import saga_store

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from orchestrator.payment_saga import PAYMENT_SAGA
-from sagaengine.definition import OutcomeEvent, Phase, Position, RemoteCall, SagaStatus
+from sagaengine.decisions import Position
+from sagaengine.definition import OutcomeEvent, Phase, RemoteCall, SagaStatus
 from sagaengine.schema import OutboxMessage, StepAttempt
 from sagaengine.store import LeaseLost, Owner, SagaStore
 from tests.e2e.inprocess import private_orchestrator_database, saga_store

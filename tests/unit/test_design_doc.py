@@ -1,7 +1,7 @@
 """docs/design.md and docs/design.ko.md, checked against the code they describe.
 
 - The saga status diagram in each document has exactly the edges of
-  `sagaengine.definition.TRANSITIONS`, enters at the status `SagaStore.create` inserts, and leaves
+  `sagaengine.decisions.TRANSITIONS`, enters at the status `SagaStore.create` inserts, and leaves
   from the statuses that have no way out: neither can change without the other.
 - Every module path, symbol and relative link the documents name exists, so a document cannot
   point at code that is gone.
@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.definitions import REGISTRY
-from sagaengine.definition import FINAL_STATUSES, TRANSITIONS, SagaStatus
+from sagaengine.decisions import TRANSITIONS
+from sagaengine.definition import FINAL_STATUSES, SagaStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGLISH = ROOT / "docs" / "design.md"

@@ -9,24 +9,26 @@ import itertools
 import pytest
 
 from orchestrator.payment_saga import PAYMENT_SAGA
-from sagaengine.definition import (
-    FINAL_STATUSES,
+from sagaengine.decisions import (
     TRANSITIONS,
     CallOutcome,
     IllegalSagaTransition,
-    Phase,
     Position,
+    after_action,
+    after_compensation,
+    check_transition,
+    resume_after_attention,
+)
+from sagaengine.definition import (
+    FINAL_STATUSES,
+    Phase,
     RemoteCall,
     SagaDefinition,
     SagaStatus,
     Step,
     StepContext,
     StepKind,
-    after_action,
-    after_compensation,
-    check_transition,
     idempotency_key,
-    resume_after_attention,
 )
 
 S = SagaStatus

@@ -33,18 +33,15 @@ from tenacity import (
 
 from orchestrator.config import Settings
 from orchestrator.payment_saga import PAYMENT_SAGA
+from sagaengine.decisions import CallOutcome, Position, after_action, after_compensation
 from sagaengine.definition import (
-    CallOutcome,
     Phase,
-    Position,
     RemoteCall,
     RetryPolicy,
     SagaOutcome,
     SagaStatus,
     StepContext,
     StepKind,
-    after_action,
-    after_compensation,
     idempotency_key,
 )
 from sagaengine.http import BusinessRefusal, ServiceClient, TransientFault

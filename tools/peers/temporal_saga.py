@@ -15,7 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from sagaengine.definition import CallOutcome
+    from sagaengine.decisions import CallOutcome
     from tools.peers.payment import CallResult, CallSpec, SagaResult, run_payment_saga
 
 TASK_QUEUE = "payment-saga"
