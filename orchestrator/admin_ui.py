@@ -17,7 +17,6 @@ from fastapi.templating import Jinja2Templates
 
 from orchestrator import service
 from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
-from orchestrator.definitions import CURRENT
 from sagaengine.definition import SagaStatus
 
 COOKIE = "admin_token"
@@ -84,10 +83,10 @@ async def sagas(
     more = len(states) > 50
     states = states[:50]
     context = {
-        "sagas": [summary(s) for s in states],
+        "sagas": [summary(request.app.state.sagas, s) for s in states],
         "counts": await request.app.state.admin.counts_at_a_glance(),
         "statuses": list(SagaStatus),
-        "types": list(CURRENT),
+        "types": list(request.app.state.sagas.current),
         "status": chosen,
         "type": type,
         "since": since,
@@ -122,7 +121,11 @@ async def saga_page(request: Request, saga_id: uuid.UUID) -> Response:
     if not _logged_in(request):
         return _to_login()
     runner = request.app.state.runner
-    saga = await detail(request.app.state.admin, await service.get_saga(runner, str(saga_id)))
+    saga = await detail(
+        request.app.state.sagas,
+        request.app.state.admin,
+        await service.get_saga(runner, str(saga_id)),
+    )
     timeline, total_ms = _timeline(saga)
     context = {"saga": saga, "timeline": timeline, "total_ms": total_ms}
     return templates.TemplateResponse(request, "saga.html", context)

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from common.auth import require_admin_token
 from common.errors import DomainError
@@ -13,20 +14,19 @@ from common.fields import Text
 from common.web import OptionalIdempotencyKey
 from orchestrator import service
 from orchestrator.admin_queries import AdminQueries
-from orchestrator.definitions import CURRENT
-from orchestrator.schemas import (
-    SagaOut,
-    SagaPage,
-    SagaStarted,
-    SagaSummary,
-    StartPayment,
-    StartRefund,
-    StartReservation,
-    StepAttemptOut,
+from orchestrator.payment_saga import PAYMENT_SAGA, PayOrder
+from orchestrator.refund_saga import REFUND_SAGA, RefundOrder
+from orchestrator.reservation_cancellation_saga import (
+    RESERVATION_CANCELLATION_SAGA,
+    CancelReservation,
 )
+from orchestrator.reservation_saga import RESERVATION_SAGA, ReserveSeat
+from orchestrator.schemas import SagaOut, SagaPage, SagaStarted, SagaSummary, StepAttemptOut
 from sagaengine.definition import SagaStatus
 from sagaengine.outage import unavailable
+from sagaengine.registry import Registry
 from sagaengine.runner import SagaRunner
+from sagaengine.starting import SagaNotFound, start_saga
 from sagaengine.store import SagaState
 
 router = APIRouter(tags=["sagas"])
@@ -52,24 +52,33 @@ def _admin(request: Request) -> AdminQueries:
 AdminDep = Annotated[AdminQueries, Depends(_admin)]
 
 
-def summary(state: SagaState) -> SagaSummary:
-    definition = CURRENT.get(state.type)
-    described = definition.describe(state.payload) if definition else {}
+def _sagas(request: Request) -> Registry:
+    return request.app.state.sagas
+
+
+SagasDep = Annotated[Registry, Depends(_sagas)]
+
+
+def summary(sagas: Registry, state: SagaState) -> SagaSummary:
+    """A saga's row: its state, and the business keys its definition names (order, user...)."""
+    definition = sagas.get((state.type, state.version))
+    keys = definition.keys(definition.data_of(state.payload, state.results)) if definition else {}
     return SagaSummary(
         saga_id=str(state.id),
         type=state.type,
         status=state.status,
         definition_version=state.version,
+        keys=keys,
         error=state.error,
         attention=state.attention,
         created_at=state.created_at,
         updated_at=state.updated_at,
         finished_at=state.finished_at,
-        **described,
+        **keys,  # also at the top level, where clients read `order_id` and `seat_id`
     )
 
 
-async def detail(admin: AdminQueries, state: SagaState) -> SagaOut:
+async def detail(sagas: Registry, admin: AdminQueries, state: SagaState) -> SagaOut:
     attempts = await admin.attempts(state.id)
     steps = [
         StepAttemptOut(
@@ -88,7 +97,7 @@ async def detail(admin: AdminQueries, state: SagaState) -> SagaOut:
         )
         for a in attempts
     ]
-    return SagaOut(**summary(state).model_dump(), steps=steps)
+    return SagaOut(**summary(sagas, state).model_dump(), steps=steps)
 
 
 async def _answer(runner: SagaRunner, state: SagaState, wait: float | None, max_wait: float):
@@ -105,42 +114,65 @@ async def _answer(runner: SagaRunner, state: SagaState, wait: float | None, max_
     return JSONResponse(body, status_code=200 if wait is not None and state.is_final else 202)
 
 
+async def _start(
+    request: Request,
+    runner: SagaRunner,
+    saga_type: str,
+    body: BaseModel | dict[str, Any],
+    key: str | None,
+    wait: float | None,
+) -> JSONResponse:
+    """Every saga's start: its definition's rules (`sagaengine.starting`), then the answer."""
+    definition = request.app.state.sagas.current.get(saga_type)
+    if definition is None:
+        raise SagaNotFound(f"no saga type {saga_type!r}")
+    state = await start_saga(runner, definition, body, key)
+    return await _answer(runner, state, wait, request.app.state.settings.max_wait_seconds)
+
+
+async def _read(request: Request, admin: AdminQueries, saga_id: str, *saga_types: str) -> SagaOut:
+    runner = request.app.state.runner
+    return await detail(
+        request.app.state.sagas, admin, await service.get_saga(runner, saga_id, *saga_types)
+    )
+
+
 @router.post("/payments", status_code=202, response_model=SagaStarted)
 async def start_payment(
-    body: StartPayment,
+    body: PayOrder,
     request: Request,
     runner: RunnerDep,
     key: OptionalIdempotencyKey = None,
     wait: WaitSeconds = None,
 ) -> JSONResponse:
-    settings = request.app.state.settings
-    state = await service.start_payment(runner, body.order_id, key)
-    return await _answer(runner, state, wait, settings.max_wait_seconds)
+    """Pay an order: its saga's first step locks it, and refuses an unknown order (404) or one
+    that cannot be paid (409)."""
+    return await _start(request, runner, PAYMENT_SAGA.name, body, key, wait)
 
 
 @router.get("/payments/{saga_id}")
-async def get_payment(saga_id: str, runner: RunnerDep, admin: AdminDep) -> SagaOut:
-    return await detail(admin, await service.get_saga(runner, saga_id, "payment"))
+async def get_payment(saga_id: str, request: Request, admin: AdminDep) -> SagaOut:
+    return await _read(request, admin, saga_id, PAYMENT_SAGA.name)
 
 
 @router.post("/reservations", status_code=202, response_model=SagaStarted)
 async def start_reservation(
-    body: StartReservation,
+    body: ReserveSeat,
     request: Request,
     runner: RunnerDep,
     key: OptionalIdempotencyKey = None,
     wait: WaitSeconds = None,
 ) -> JSONResponse:
-    settings = request.app.state.settings
-    state = await service.start_reservation(runner, body.model_dump(), key)
-    return await _answer(runner, state, wait, settings.max_wait_seconds)
+    """Reserve a seat for a user: its first step holds the seat, and refuses an unknown concert
+    or seat (404) or a seat another holds or has reserved (409)."""
+    return await _start(request, runner, RESERVATION_SAGA.name, body, key, wait)
 
 
 @router.get("/reservations/{saga_id}")
-async def get_reservation(saga_id: str, runner: RunnerDep, admin: AdminDep) -> SagaOut:
+async def get_reservation(saga_id: str, request: Request, admin: AdminDep) -> SagaOut:
     """A reservation saga, or the saga that cancels one."""
-    state = await service.get_saga(runner, saga_id, "reservation", "reservation_cancellation")
-    return await detail(admin, state)
+    types = (RESERVATION_SAGA.name, RESERVATION_CANCELLATION_SAGA.name)
+    return await _read(request, admin, saga_id, *types)
 
 
 @router.post("/reservations/{saga_id}/cancel", status_code=202, response_model=SagaStarted)
@@ -152,28 +184,44 @@ async def cancel_reservation(
     wait: WaitSeconds = None,
 ) -> JSONResponse:
     """Cancel a COMPLETED reservation: a new saga frees the seat and gives the price back."""
-    settings = request.app.state.settings
-    state = await service.start_reservation_cancellation(runner, saga_id, key)
-    return await _answer(runner, state, wait, settings.max_wait_seconds)
+    body = CancelReservation(reservation_saga_id=saga_id)
+    return await _start(request, runner, RESERVATION_CANCELLATION_SAGA.name, body, key, wait)
 
 
 @router.post("/refunds", status_code=202, response_model=SagaStarted)
 async def start_refund(
-    body: StartRefund,
+    body: RefundOrder,
     request: Request,
     runner: RunnerDep,
     key: OptionalIdempotencyKey = None,
     wait: WaitSeconds = None,
 ) -> JSONResponse:
     """Refund a PAID order: the payment cancelled, the amount back, the order REFUNDED."""
-    settings = request.app.state.settings
-    state = await service.start_refund(runner, body.order_id, key)
-    return await _answer(runner, state, wait, settings.max_wait_seconds)
+    return await _start(request, runner, REFUND_SAGA.name, body, key, wait)
 
 
 @router.get("/refunds/{saga_id}")
-async def get_refund(saga_id: str, runner: RunnerDep, admin: AdminDep) -> SagaOut:
-    return await detail(admin, await service.get_saga(runner, saga_id, "refund"))
+async def get_refund(saga_id: str, request: Request, admin: AdminDep) -> SagaOut:
+    return await _read(request, admin, saga_id, REFUND_SAGA.name)
+
+
+@router.post("/sagas/{saga_type}", status_code=202, response_model=SagaStarted)
+async def start_any(
+    saga_type: str,
+    body: dict[str, Any],
+    request: Request,
+    runner: RunnerDep,
+    key: OptionalIdempotencyKey = None,
+    wait: WaitSeconds = None,
+) -> JSONResponse:
+    """Start a saga of any registered type, its body validated by the type's start model (the
+    typed routes above are these, with their body documented)."""
+    return await _start(request, runner, saga_type, body, key, wait)
+
+
+@router.get("/sagas/{saga_type}/{saga_id}")
+async def get_any(saga_type: str, saga_id: str, request: Request, admin: AdminDep) -> SagaOut:
+    return await _read(request, admin, saga_id, saga_type)
 
 
 def _encode_cursor(state: SagaState) -> str:
@@ -194,6 +242,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 @admin.get("/sagas")
 async def list_sagas(
     admin: AdminDep,
+    sagas: SagasDep,
     status: SagaStatus | None = None,
     type: Annotated[Text | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -204,14 +253,14 @@ async def list_sagas(
     more = len(states) > limit
     states = states[:limit]
     return SagaPage(
-        items=[summary(s) for s in states],
+        items=[summary(sagas, s) for s in states],
         next_cursor=_encode_cursor(states[-1]) if more else None,
     )
 
 
 @admin.get("/sagas/{saga_id}")
-async def get_saga(saga_id: str, runner: RunnerDep, admin: AdminDep) -> SagaOut:
-    return await detail(admin, await service.get_saga(runner, saga_id))
+async def get_saga(saga_id: str, request: Request, admin: AdminDep) -> SagaOut:
+    return await _read(request, admin, saga_id)
 
 
 @admin.post("/sagas/{saga_id}/retry", status_code=202)

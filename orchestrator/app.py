@@ -3,6 +3,7 @@ import contextlib
 import logging
 import signal
 from contextlib import asynccontextmanager
+from functools import cache
 
 import httpx
 from fastapi import FastAPI, Request
@@ -27,9 +28,11 @@ from orchestrator import admin_ui
 from orchestrator.admin_queries import AdminQueries
 from orchestrator.api import admin, router
 from orchestrator.config import Settings, get_settings
-from orchestrator.definitions import REGISTRY as SAGAS
+from orchestrator.definitions import SAGAS
 from sagaengine.http import build_clients
+from sagaengine.metrics import EngineMetrics
 from sagaengine.outbox import OutboxRelay
+from sagaengine.registry import Registry
 from sagaengine.runner import SagaRunner
 from sagaengine.store import Owner, SagaStore
 from sagaengine.transport import transport
@@ -59,7 +62,9 @@ async def _pool(settings: Settings) -> AsyncConnectionPool:
     )
 
 
-def build_relay(settings: Settings, pool: AsyncConnectionPool, owner: Owner) -> OutboxRelay:
+def build_relay(
+    settings: Settings, pool: AsyncConnectionPool, owner: Owner, metrics: EngineMetrics
+) -> OutboxRelay:
     limits = httpx.Limits(keepalive_expiry=2.0)  # before the platform's keep-alive timeout
     http = httpx.AsyncClient(
         base_url=settings.data_platform_url,
@@ -72,6 +77,7 @@ def build_relay(settings: Settings, pool: AsyncConnectionPool, owner: Owner) -> 
         http,
         owner=f"{owner.instance_id}#{owner.incarnation}",
         policy=settings.relay_policy(),
+        metrics=metrics,
     )
 
 
@@ -82,8 +88,17 @@ async def _cancel(task: asyncio.Task | None) -> None:
             await task
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+@cache
+def engine_metrics() -> EngineMetrics:
+    """The engine's metrics, registered once per process (an app may be created many times)."""
+    return EngineMetrics.register()
+
+
+def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> FastAPI:
+    """The orchestrator, running `sagas` (a new saga is registered in orchestrator/definitions.py,
+    or handed here by an application of its own: examples/subscriptions)."""
     settings = settings or get_settings()
+    metrics = engine_metrics()
     owner = Owner.new(settings.resolved_instance_id())
 
     @asynccontextmanager
@@ -92,23 +107,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         pool = await _pool(settings)
         clients = build_clients(
-            settings.service_urls(), settings.service_token, settings.step_timeout
+            settings.participant_urls(sagas.participants.values()),
+            settings.service_token,
+            settings.step_timeout,
         )
-        relay = build_relay(settings, pool, owner)
+        relay = build_relay(settings, pool, owner, metrics)
         store = SagaStore(pool, settings.lease_seconds)
         runner = SagaRunner(
             store,
             clients,
-            definitions=SAGAS,
+            definitions=sagas,
             owner=owner,
             step_timeout=settings.step_timeout,
             action_policy=settings.action_policy(),
             compensation_policy=settings.compensation_policy(),
             on_outcome=relay.notify if settings.relay_enabled else None,
             max_running=settings.max_running_sagas,
+            metrics=metrics,
         )
         app.state.engine, app.state.runner, app.state.relay = engine, runner, relay
         app.state.admin = AdminQueries(sessionmaker)
+        app.state.sagas = sagas
         recovery = asyncio.create_task(
             runner.recovery_loop(settings.recovery_interval, settings.recovery_batch),
             name="recovery-loop",
@@ -172,7 +191,7 @@ def run_relay(settings: Settings) -> None:
     async def main() -> None:
         pool = await _pool(settings)
         owner = Owner.new(f"{settings.resolved_instance_id()}-relay")
-        relay = build_relay(settings, pool, owner)
+        relay = build_relay(settings, pool, owner, engine_metrics())
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,14 +1,16 @@
 import os
 import socket
 import uuid
+from collections.abc import Iterable
 from functools import lru_cache
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
-from sagaengine.definition import RetryPolicy
+from sagaengine.definition import Participant, RetryPolicy
 from sagaengine.outbox import RelayPolicy
+from sagaengine.runner import check_leases
 
 
 class Settings(ServiceSettings):
@@ -16,14 +18,8 @@ class Settings(ServiceSettings):
     database_name = "saga_orchestrator"
     migrations = "orchestrator"  # its Alembic history, under migrations/
 
-    order_service_url: str = Field("http://127.0.0.1:8001", validation_alias="ORDER_SERVICE_URL")
-    user_service_url: str = Field("http://127.0.0.1:8002", validation_alias="USER_SERVICE_URL")
-    payment_service_url: str = Field(
-        "http://127.0.0.1:8003", validation_alias="PAYMENT_SERVICE_URL"
-    )
-    concert_service_url: str = Field(
-        "http://127.0.0.1:8004", validation_alias="CONCERT_SERVICE_URL"
-    )
+    # Each participant's base URL comes from the setting its declaration names
+    # (`Participant.url_setting`, e.g. ORDER_SERVICE_URL): see participant_urls().
     data_platform_url: str = Field("http://127.0.0.1:8009", validation_alias="DATA_PLATFORM_URL")
 
     # The outbox relay: runs inside this process unless disabled (then: python -m orchestrator
@@ -63,13 +59,18 @@ class Settings(ServiceSettings):
 
     @model_validator(mode="after")
     def _calls_fit_in_a_lease(self) -> "Settings":
-        # A run renews its lease at every write; one call plus one backoff must fit in a lease,
-        # or another run takes the saga over mid-call and the retry budget starts again.
-        if self.step_timeout + self.backoff_max >= self.lease_seconds:
-            raise ValueError(
-                "ORCHESTRATOR_LEASE_SECONDS must exceed ORCHESTRATOR_STEP_TIMEOUT + "
-                "ORCHESTRATOR_BACKOFF_MAX"
+        try:
+            check_leases(
+                self.lease_seconds,
+                self.step_timeout,
+                self.action_policy(),
+                self.compensation_policy(),
             )
+        except ValueError as error:
+            raise ValueError(
+                f"ORCHESTRATOR_LEASE_SECONDS must exceed ORCHESTRATOR_STEP_TIMEOUT + "
+                f"ORCHESTRATOR_BACKOFF_MAX ({error})"
+            ) from None
         return self
 
     @model_validator(mode="after")
@@ -112,13 +113,9 @@ class Settings(ServiceSettings):
             interval=self.relay_interval,
         )
 
-    def service_urls(self) -> dict[str, str]:
-        return {
-            "order": self.order_service_url,
-            "user": self.user_service_url,
-            "payment": self.payment_service_url,
-            "concert": self.concert_service_url,
-        }
+    def participant_urls(self, participants: Iterable[Participant]) -> dict[str, str]:
+        """Each participant's base URL: its setting from the environment, or its default."""
+        return {p.name: os.environ.get(p.url_setting, p.default_url) for p in participants}
 
 
 @lru_cache

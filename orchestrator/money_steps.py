@@ -5,33 +5,36 @@ refund). A saga definition says only whose money and how much, and what the paym
 from collections.abc import Callable
 from typing import Any
 
-from sagaengine.definition import RemoteCall, Step, StepContext
+from orchestrator.participants import PAYMENT, USER
+from sagaengine.definition import D, RemoteCall, Step, StepContext
 
-# (user id, amount) of a saga, from its context
-Money = Callable[[StepContext], tuple[int, int]]
+# Their names are part of the keys the refund sagas name to give the money back (`paid_by`).
+DEDUCT_BALANCE = "deduct_balance"
+APPROVE_PAYMENT = "approve_payment"
 
 
-def deduct_balance_step(money: Money) -> Step:
-    def deduct(ctx: StepContext) -> RemoteCall:
-        user_id, amount = money(ctx)
-        return RemoteCall("user", "POST", f"/users/{user_id}/deductions", {"amount": amount})
+def deduct_balance_step(money: Callable[[D], tuple[int, int]]) -> Step[D]:
+    """`money` gives (user id, amount) from the saga's data."""
 
-    def charge_back(ctx: StepContext) -> RemoteCall:
-        user_id, amount = money(ctx)
+    def deduct(ctx: StepContext[D]) -> RemoteCall:
+        user_id, amount = money(ctx.data)
+        return USER.post(f"/users/{user_id}/deductions", {"amount": amount})
+
+    def charge_back(ctx: StepContext[D]) -> RemoteCall:
+        user_id, amount = money(ctx.data)
         body = {"amount": amount, "deduction_key": ctx.action_key}
-        return RemoteCall("user", "POST", f"/users/{user_id}/charge-backs", body)
+        return USER.post(f"/users/{user_id}/charge-backs", body)
 
-    return Step("deduct_balance", deduct, charge_back)
+    return Step(DEDUCT_BALANCE, deduct, charge_back)
 
 
-def approve_payment_step(payment: Callable[[StepContext], dict[str, Any]]) -> Step:
+def approve_payment_step(payment: Callable[[D], dict[str, Any]]) -> Step[D]:
     """`payment` gives the approval's body: what it pays for, the user, the amount."""
 
-    def approve(ctx: StepContext) -> RemoteCall:
-        return RemoteCall("payment", "POST", "/payments", payment(ctx))
+    def approve(ctx: StepContext[D]) -> RemoteCall:
+        return PAYMENT.post("/payments", payment(ctx.data))
 
-    def cancel(ctx: StepContext) -> RemoteCall:
-        body = {"approval_key": ctx.action_key}
-        return RemoteCall("payment", "POST", "/payments/cancellations", body)
+    def cancel(ctx: StepContext[D]) -> RemoteCall:
+        return PAYMENT.post("/payments/cancellations", {"approval_key": ctx.action_key})
 
-    return Step("approve_payment", approve, cancel)
+    return Step(APPROVE_PAYMENT, approve, cancel)

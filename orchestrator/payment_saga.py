@@ -15,95 +15,116 @@ under the order's semantic lock, not taken from the caller: later steps reuse th
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
+from common.errors import DomainError
+from common.fields import Id
 from orchestrator.money_steps import approve_payment_step, deduct_balance_step
+from orchestrator.participants import ORDER, PAYMENT, USER
 from sagaengine.definition import (
     OutcomeEvent,
     RemoteCall,
     SagaDefinition,
     SagaOutcome,
     SagaStatus,
+    StartRules,
     Step,
     StepContext,
     StepKind,
 )
 
-ORDER = "order"
+
+class PayOrder(BaseModel):
+    """`POST /payments`: the order to pay; the amount and the payer are the order's own."""
+
+    order_id: Id
 
 
-def _order(ctx: StepContext) -> Mapping[str, Any]:
-    return ctx.results["start_order_payment"]
+class Payment(BaseModel):
+    order_id: int
+    # Read from the order by step 1, under its lock.
+    user_id: int | None = None
+    amount: int | None = None
+    items: list[dict[str, Any]] = []
+
+    def money(self) -> tuple[int, int]:
+        assert self.user_id is not None and self.amount is not None, "step 1 reads them"
+        return self.user_id, self.amount
 
 
-def start_order_payment(ctx: StepContext) -> RemoteCall:
-    return RemoteCall(ORDER, "POST", f"/orders/{ctx.payload['order_id']}/payment-start")
+Ctx = StepContext[Payment]
 
 
-def release_order(ctx: StepContext) -> RemoteCall:
-    return RemoteCall(
-        ORDER,
-        "POST",
-        f"/orders/{ctx.payload['order_id']}/payment-release",
-        {"start_key": ctx.action_key},
+def start_order_payment(ctx: Ctx) -> RemoteCall:
+    return ORDER.post(f"/orders/{ctx.data.order_id}/payment-start")
+
+
+def release_order(ctx: Ctx) -> RemoteCall:
+    body = {"start_key": ctx.action_key}
+    return ORDER.post(f"/orders/{ctx.data.order_id}/payment-release", body)
+
+
+def learn_order(data: Payment, order: Mapping[str, Any]) -> Payment:
+    return data.model_copy(
+        update={
+            "user_id": order["user_id"],
+            "amount": order["amount"],
+            "items": order.get("items", []),
+        }
     )
 
 
-def _money(ctx: StepContext) -> tuple[int, int]:
-    order = _order(ctx)
-    return order["user_id"], order["amount"]
+def payment_body(data: Payment) -> dict[str, Any]:
+    user_id, amount = data.money()
+    return {"order_id": data.order_id, "user_id": user_id, "amount": amount}
 
 
-def _payment(ctx: StepContext) -> dict[str, Any]:
-    order = _order(ctx)
-    return {"order_id": order["id"], "user_id": order["user_id"], "amount": order["amount"]}
+def complete_order_payment(ctx: Ctx) -> RemoteCall:
+    return ORDER.post(f"/orders/{ctx.data.order_id}/payment-complete")
 
 
-def complete_order_payment(ctx: StepContext) -> RemoteCall:
-    return RemoteCall(ORDER, "POST", f"/orders/{ctx.payload['order_id']}/payment-complete")
-
-
-def settle_order_completion(ctx: StepContext) -> RemoteCall:
-    return RemoteCall(ORDER, "POST", "/_idempotency/settle", {"key": ctx.action_key})
-
-
-def describe(payload: Mapping[str, Any]) -> dict[str, Any]:
-    return {"order_id": payload["order_id"]}
-
-
-def outcome_event(outcome: SagaOutcome) -> OutcomeEvent:
+def outcome_event(outcome: SagaOutcome[Payment]) -> OutcomeEvent:
     """`order.paid` or `order.payment_failed`, with the order as step 1 read it under its lock
     (if step 1 never went through, the user and the amount are not known: null)."""
-    order = outcome.results.get("start_order_payment") or {}
+    data = outcome.data
     payload = {
         "saga_id": outcome.saga_id,
-        "order_id": outcome.payload["order_id"],
-        "user_id": order.get("user_id"),
-        "amount": order.get("amount"),
-        "items": order.get("items", []),
+        "order_id": data.order_id,
+        "user_id": data.user_id,
+        "amount": data.amount,
+        "items": data.items,
     }
     if outcome.status is SagaStatus.COMPLETED:
-        return OutcomeEvent(f"order:{payload['order_id']}", "order.paid", payload)
+        return OutcomeEvent(f"order:{data.order_id}", "order.paid", payload)
     reason = dict(outcome.error) if outcome.error else None
     return OutcomeEvent(
-        f"order:{payload['order_id']}", "order.payment_failed", {**payload, "reason": reason}
+        f"order:{data.order_id}", "order.payment_failed", {**payload, "reason": reason}
     )
+
+
+def already_paid(data: Payment) -> DomainError:
+    return DomainError(f"order {data.order_id} is already paid", code="order_not_payable")
 
 
 PAYMENT_SAGA = SagaDefinition(
     name="payment",
     version=1,
+    data=Payment,
+    participants=(ORDER, USER, PAYMENT),
     steps=(
-        Step("start_order_payment", start_order_payment, release_order),
-        deduct_balance_step(_money),
-        approve_payment_step(_payment),
-        Step(
-            "complete_order_payment",
-            complete_order_payment,
-            settle=settle_order_completion,
-            kind=StepKind.PIVOT,
-        ),
+        Step("start_order_payment", start_order_payment, release_order, learn=learn_order),
+        deduct_balance_step(Payment.money),
+        approve_payment_step(payment_body),
+        Step("complete_order_payment", complete_order_payment, kind=StepKind.PIVOT),
     ),
-    describe=describe,
+    start=StartRules(
+        request=PayOrder,
+        lock_key=lambda data: f"order:{data.order_id}",
+        # Step 1 is the start's check: no such order, or one that cannot be paid now.
+        refusals=frozenset({"order_not_found", "order_not_payable"}),
+        busy="payment_in_progress",
+        done=already_paid,
+    ),
+    keys=lambda data: {"order_id": data.order_id, "user_id": data.user_id},
     outcome_event=outcome_event,
-    # Step 1 is the start's check: no such order, or one that cannot be paid now.
-    start_refusals=frozenset({"order_not_found", "order_not_payable"}),
 )

@@ -13,72 +13,128 @@ back: freed at step 1, a compensation after a refused cancellation could not tak
 whoever reserved it meanwhile. Its data comes from the reservation saga it cancels.
 """
 
-from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.refund_saga import credit_balance, refund_payment, settle_refund
+from pydantic import BaseModel
+
+from common.errors import DomainError
+from orchestrator.participants import CONCERT, PAYMENT, USER
+from orchestrator.refund_saga import MoneyBack, credit_balance, refund_payment
+from orchestrator.reservation_saga import RESERVATION_SAGA, Reservation
 from sagaengine.definition import (
     OutcomeEvent,
     RemoteCall,
     SagaDefinition,
     SagaOutcome,
     SagaStatus,
+    StartRules,
     Step,
     StepContext,
     StepKind,
 )
-
-CONCERT = "concert"
-
-
-def _reservation(ctx: StepContext) -> str:
-    return f"/reservations/{ctx.payload['reservation_id']}"
+from sagaengine.starting import Lookup
 
 
-def start_cancellation(ctx: StepContext) -> RemoteCall:
-    return RemoteCall(CONCERT, "POST", f"{_reservation(ctx)}/cancel-start")
+class CancelReservation(BaseModel):
+    """`POST /reservations/{saga_id}/cancel`: the reservation saga whose seat to give back."""
+
+    reservation_saga_id: str
 
 
-def release_cancellation(ctx: StepContext) -> RemoteCall:
-    return RemoteCall(
-        CONCERT, "POST", f"{_reservation(ctx)}/cancel-release", {"start_key": ctx.action_key}
-    )
+class Cancellation(MoneyBack):
+    reservation_saga_id: str
+    reservation_id: int
+    concert_id: int
+    seat_id: int
 
 
-def complete_cancellation(ctx: StepContext) -> RemoteCall:
-    return RemoteCall(CONCERT, "POST", f"{_reservation(ctx)}/cancel-complete")
+Ctx = StepContext[Cancellation]
 
 
-def describe(payload: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: payload.get(k) for k in ("concert_id", "seat_id", "user_id")}
+def _reservation(ctx: Ctx) -> str:
+    return f"/reservations/{ctx.data.reservation_id}"
 
 
-def outcome_event(outcome: SagaOutcome) -> OutcomeEvent | None:
+def start_cancellation(ctx: Ctx) -> RemoteCall:
+    return CONCERT.post(f"{_reservation(ctx)}/cancel-start")
+
+
+def release_cancellation(ctx: Ctx) -> RemoteCall:
+    return CONCERT.post(f"{_reservation(ctx)}/cancel-release", {"start_key": ctx.action_key})
+
+
+def complete_cancellation(ctx: Ctx) -> RemoteCall:
+    return CONCERT.post(f"{_reservation(ctx)}/cancel-complete")
+
+
+def keys(data: Cancellation) -> dict[str, Any]:
+    return {"concert_id": data.concert_id, "seat_id": data.seat_id, "user_id": data.user_id}
+
+
+def outcome_event(outcome: SagaOutcome[Cancellation]) -> OutcomeEvent | None:
     """`reservation.cancelled` once the seat is free and the money back, keyed by the seat (so
     it follows the seat's `reservation.confirmed`)."""
     if outcome.status is not SagaStatus.COMPLETED:
         return None
-    p = outcome.payload
+    d = outcome.data
     payload = {
         "saga_id": outcome.saga_id,
-        "reservation_id": p["reservation_id"],
-        "reservation_saga_id": p["reservation_saga_id"],
-        **describe(p),
-        "amount": p["amount"],
+        "reservation_id": d.reservation_id,
+        "reservation_saga_id": d.reservation_saga_id,
+        **keys(d),
+        "amount": d.amount,
     }
-    return OutcomeEvent(f"seat:{p['seat_id']}", "reservation.cancelled", payload)
+    return OutcomeEvent(f"seat:{d.seat_id}", "reservation.cancelled", payload)
+
+
+def not_cancellable(message: str) -> DomainError:
+    return DomainError(message, code="reservation_not_cancellable")
+
+
+async def prepare(request: CancelReservation, lookup: Lookup) -> Cancellation:
+    """A COMPLETED reservation's data, from its saga (404 if there is none)."""
+    reservation = await lookup.saga(request.reservation_saga_id, RESERVATION_SAGA.name)
+    if reservation.status is not SagaStatus.COMPLETED:
+        raise not_cancellable(
+            f"reservation saga {request.reservation_saga_id} is {reservation.status}, not COMPLETED"
+        )
+    held: Reservation = lookup.data(reservation)
+    assert held.reservation_id is not None and held.price is not None
+    return Cancellation(
+        reservation_saga_id=str(reservation.id),
+        reservation_id=held.reservation_id,
+        concert_id=held.concert_id,
+        seat_id=held.seat_id,
+        user_id=held.user_id,
+        amount=held.price,
+        # The inverse operations find what they give back by the keys of the saga that paid.
+        paying_saga_id=str(reservation.id),
+    )
 
 
 RESERVATION_CANCELLATION_SAGA = SagaDefinition(
     name="reservation_cancellation",
     version=1,
+    data=Cancellation,
+    participants=(CONCERT, PAYMENT, USER),
     steps=(
         Step("start_cancellation", start_cancellation, release_cancellation),
-        Step("refund_payment", refund_payment, settle=settle_refund, kind=StepKind.PIVOT),
+        Step("refund_payment", refund_payment, kind=StepKind.PIVOT),
         Step("credit_balance", credit_balance, kind=StepKind.RETRIABLE),
         Step("complete_cancellation", complete_cancellation, kind=StepKind.RETRIABLE),
     ),
-    describe=describe,
+    start=StartRules(
+        request=CancelReservation,
+        prepare=prepare,
+        # One cancellation per reservation, ever.
+        lock_key=lambda data: f"cancel:reservation:{data.reservation_id}",
+        refusals=frozenset({"reservation_not_found", "reservation_not_cancellable"}),
+        identity=lambda data: {"reservation_saga_id": data.reservation_saga_id},
+        busy="cancellation_in_progress",
+        done=lambda data: not_cancellable(
+            f"reservation saga {data.reservation_saga_id} is cancelled"
+        ),
+    ),
+    keys=keys,
     outcome_event=outcome_event,
-    start_refusals=frozenset({"reservation_not_found", "reservation_not_cancellable"}),
 )

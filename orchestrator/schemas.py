@@ -1,23 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-
-from common.fields import Id
-
-
-class StartPayment(BaseModel):
-    order_id: Id
-
-
-class StartRefund(BaseModel):
-    order_id: Id
-
-
-class StartReservation(BaseModel):
-    concert_id: Id
-    seat_id: Id
-    user_id: Id
+from pydantic import BaseModel, ConfigDict
 
 
 class SagaStarted(BaseModel):
@@ -41,14 +25,15 @@ class StepAttemptOut(BaseModel):
 
 
 class SagaSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     saga_id: str
     type: str
     status: str
     definition_version: int
-    order_id: int | None = None
-    concert_id: int | None = None
-    seat_id: int | None = None
-    user_id: int | None = None
+    # The business keys its definition names (order id, user id, concert and seat id...); they
+    # are also given at the top level, as `order_id` or `seat_id`.
+    keys: dict[str, Any] = {}
     error: dict[str, Any] | None
     attention: dict[str, Any] | None
     created_at: datetime

@@ -1,14 +1,24 @@
-"""The saga engine's pure core: definitions, the status machine and what follows each outcome.
+"""How a saga is declared: its typed data, its participants, its steps, its pivot, its start.
 
-No I/O here. A saga definition is an ordered list of steps; each step builds the remote call of its
-action and of its compensation from the saga's context. The runner (`sagaengine.runner`)
-persists and executes what this module decides.
+No I/O here. A saga definition is an ordered list of steps over one typed data model (a pydantic
+model: what the saga was started with, and what its steps' answers taught it); each step builds
+the remote call of its action, of its compensation and of its settle call from that data. The
+runner (`sagaengine.runner`) persists and executes them; `sagaengine.decisions` decides what
+follows each outcome.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from sagaengine.errors import Refusal
+
+if TYPE_CHECKING:
+    from sagaengine.starting import Lookup
 
 
 class SagaStatus(StrEnum):
@@ -50,7 +60,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class RemoteCall:
-    """One call to a domain service, described as data so that it can be persisted as is."""
+    """One call to a participant, described as data so that it can be persisted as is."""
 
     service: str
     method: str
@@ -58,23 +68,51 @@ class RemoteCall:
     body: dict[str, Any] | None = None
 
 
+# Where every participant answers "did the action of this key go through?" (the kit's settle
+# router, `sagaengine.participant`): a pivot whose answer was lost is settled there.
+SETTLE_PATH = "/_idempotency/settle"
+
+
 @dataclass(frozen=True)
-class StepContext:
+class Participant:
+    """A service the sagas call, declared once: its name in calls, and the setting (an
+    environment variable) that gives its base URL, with the URL used when it is unset."""
+
+    name: str
+    url_setting: str
+    default_url: str
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> RemoteCall:
+        return RemoteCall(self.name, method, path, body)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> RemoteCall:
+        return self.call("POST", path, body)
+
+    def get(self, path: str) -> RemoteCall:
+        return self.call("GET", path)
+
+
+# A saga's data: a pydantic model, validated from what the saga was started with.
+D = TypeVar("D", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class StepContext(Generic[D]):
     saga_id: str
-    payload: Mapping[str, Any]
-    results: Mapping[str, Mapping[str, Any]]  # the response of each action that succeeded
+    data: D  # as the saga started, with what the answers of its earlier actions taught it
     action_key: str  # this step's action key: compensations and settle calls refer to it
 
 
-CallBuilder = Callable[[StepContext], RemoteCall]
+CallBuilder = Callable[[StepContext[D]], RemoteCall]
+# What an action's answer teaches the saga's data (e.g. the amount read under the order's lock).
+Learn = Callable[[D, Mapping[str, Any]], D]
 
 
 @dataclass(frozen=True)
-class SagaOutcome:
+class SagaOutcome(Generic[D]):
     saga_id: str
     status: SagaStatus  # COMPLETED or COMPENSATED
-    payload: Mapping[str, Any]
-    results: Mapping[str, Mapping[str, Any]]
+    data: D
     error: Mapping[str, Any] | None
 
 
@@ -88,36 +126,82 @@ class OutcomeEvent:
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[D]):
     name: str
-    action: CallBuilder
-    compensation: CallBuilder | None = None
-    # For a pivot: how to learn whether an action whose answer was lost went through.
-    settle: CallBuilder | None = None
+    action: CallBuilder[D]
+    compensation: CallBuilder[D] | None = None
+    # For a pivot: how to learn whether an action whose answer was lost went through. By
+    # default, the action's participant's settle endpoint (SETTLE_PATH) with the action's key.
+    settle: CallBuilder[D] | None = None
     kind: StepKind = StepKind.COMPENSATABLE
-    timeout: float | None = None  # seconds per call; None: the orchestrator's default
-    # The action's retry policy (None: the orchestrator's default). Compensations and settle
-    # calls always use the orchestrator's compensation policy.
+    timeout: float | None = None  # seconds per call; None: the runner's default
+    # The action's retry policy (None: the runner's default). Compensations and settle calls
+    # always use the runner's compensation policy.
     retry: RetryPolicy | None = None
+    learn: Learn[D] | None = None
+
+    def settle_call(self, ctx: StepContext[D]) -> RemoteCall:
+        if self.settle is not None:
+            return self.settle(ctx)
+        return RemoteCall(self.action(ctx).service, "POST", SETTLE_PATH, {"key": ctx.action_key})
 
 
 @dataclass(frozen=True)
-class SagaDefinition:
+class StartRules(Generic[D]):
+    """How a saga of this definition starts (`sagaengine.starting.start_saga`).
+
+    - `lock_key`: the business object it works on: one live saga per lock key;
+    - `refusals`: refusal codes of the first step that refuse the start itself (the saga is
+      removed, and the client gets the refusal: e.g. 404 for an unknown order);
+    - `identity`: what a request re-sent with the same key must match (default: all its data);
+    - `busy`: the code a keyed start gets when another request's saga holds the object;
+    - `done`: the refusal a start gets when the object's saga finished already (and the start
+      is not that saga's own, re-sent with its key); None: that saga is the answer;
+    - `request`: the model of a start's body (default: the data model itself);
+    - `prepare`: builds the saga's data from the request, with read access to other sagas and
+      the participants (a refund reads the saga that paid); may raise a Refusal (4xx).
+    """
+
+    lock_key: Callable[[D], str]
+    refusals: frozenset[str] = frozenset()
+    identity: Callable[[D], dict[str, Any]] | None = None
+    busy: str = "saga_in_progress"
+    done: Callable[[D], Refusal] | None = None
+    request: type[BaseModel] | None = None
+    prepare: Callable[[Any, "Lookup"], Awaitable[D]] | None = None
+
+
+def _no_keys(data: Any) -> dict[str, Any]:
+    return {}
+
+
+def _no_event(outcome: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SagaDefinition(Generic[D]):
     name: str
     version: int
-    steps: tuple[Step, ...]
-    describe: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=lambda payload: {})
+    data: type[D]
+    steps: tuple[Step[D], ...]
+    start: StartRules[D]
+    participants: tuple[Participant, ...] = ()
+    # The business keys an operator finds the saga by (order id, user id...), from its data.
+    keys: Callable[[D], dict[str, Any]] = field(default=_no_keys)
     # The event a final saga reports, if any: written with its final status, in one transaction.
-    outcome_event: Callable[[SagaOutcome], OutcomeEvent | None] = field(default=lambda _: None)
-    # Refusal codes of the first step that refuse the start itself: the saga is removed and the
-    # client gets the refusal (e.g. 404 for an unknown order), as if none had been recorded.
-    start_refusals: frozenset[str] = frozenset()
+    outcome_event: Callable[[SagaOutcome[D]], OutcomeEvent | None] = field(default=_no_event)
+    # Past this age no new action starts: the saga compensates (before its pivot) or waits for
+    # an operator (past it). None: no deadline.
+    deadline: timedelta | None = None
 
     def __post_init__(self) -> None:
         if not self.steps:
             raise ValueError(f"saga {self.name} has no steps")
         if len({s.name for s in self.steps}) != len(self.steps):
             raise ValueError(f"saga {self.name} has two steps of one name")
+        if any(":" in s.name for s in self.steps):
+            raise ValueError(f"saga {self.name}: a step name cannot hold ':' (keys use it)")
         pivots = [i for i, s in enumerate(self.steps) if s.kind is StepKind.PIVOT]
         if len(pivots) > 1:
             raise ValueError(f"saga {self.name} has more than one pivot")
@@ -137,7 +221,31 @@ class SagaDefinition:
     def key(self) -> tuple[str, int]:
         return self.name, self.version
 
+    @property
+    def pivot(self) -> Step[D] | None:
+        return next((s for s in self.steps if s.kind is StepKind.PIVOT), None)
 
-def idempotency_key(saga_id: str, step: Step, phase: Phase) -> str:
+    def step(self, name: str) -> Step[D]:
+        return next(s for s in self.steps if s.name == name)
+
+    def data_of(self, payload: Mapping[str, Any], results: Mapping[str, Any]) -> D:
+        """The saga's data: what it started with, then what each action that succeeded taught
+        it, in step order."""
+        data = self.data.model_validate(payload)
+        for step in self.steps:
+            if step.learn is not None and step.name in results:
+                data = step.learn(data, results[step.name])
+        return data
+
+    def payload_of(self, data: D) -> dict[str, Any]:
+        """What a saga's data is persisted as (the fields that were set)."""
+        return data.model_dump(mode="json", exclude_unset=True)
+
+
+def step_key(saga_id: str, step_name: str, phase: Phase) -> str:
     """The key a step's call carries: the same for every retry, different per step and phase."""
-    return f"{saga_id}:{step.name}:{phase}"
+    return f"{saga_id}:{step_name}:{phase}"
+
+
+def idempotency_key(saga_id: str, step: Step[Any], phase: Phase) -> str:
+    return step_key(saga_id, step.name, phase)

@@ -29,7 +29,7 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from sagaengine import context as logs
-from sagaengine import metrics
+from sagaengine.metrics import EngineMetrics
 from sagaengine.outage import Outage, backoff, unavailable
 from sagaengine.store import PlainSql
 
@@ -100,7 +100,9 @@ class OutboxRelay:
         *,
         owner: str,
         policy: RelayPolicy,
+        metrics: EngineMetrics | None = None,
     ):
+        self.metrics = metrics or EngineMetrics.unregistered()
         self.sql = PlainSql(pool)  # claims and marks: plain SQL, as the saga's hot path
         self.http = http
         self.owner = owner
@@ -171,11 +173,11 @@ class OutboxRelay:
                 )
         for message, problem in outcomes:
             if problem is None:
-                metrics.OUTBOX_DELIVERED.labels(message.type).inc()
+                self.metrics.outbox_delivered.labels(message.type).inc()
                 lag = time.time() - message.occurred_at.timestamp()
-                metrics.OUTBOX_DELIVERY_LAG.labels(message.type).observe(max(lag, 0.0))
+                self.metrics.outbox_delivery_lag.labels(message.type).observe(max(lag, 0.0))
             else:
-                metrics.OUTBOX_FAILURES.labels(message.type).inc()
+                self.metrics.outbox_failures.labels(message.type).inc()
                 log.warning("outbox: event %s not delivered (%s)", message.event_id, problem)
 
     async def deliver(self, token: str, messages: list[Claimed]) -> bool:
@@ -191,7 +193,7 @@ class OutboxRelay:
             delivered = await self.deliver(token, claimed)
             self.failing_passes = 0 if delivered else self.failing_passes + 1
         if time.monotonic() - self._backlog_read_at > 1.0:
-            metrics.OUTBOX_BACKLOG.set(await self.pending())
+            self.metrics.outbox_backlog.set(await self.pending())
             self._backlog_read_at = time.monotonic()
         return len(claimed)
 

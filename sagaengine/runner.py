@@ -13,8 +13,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from tenacity import (
@@ -26,7 +27,6 @@ from tenacity import (
 )
 
 from sagaengine import context as logs
-from sagaengine import metrics
 from sagaengine.decisions import (
     CallOutcome,
     Position,
@@ -49,11 +49,39 @@ from sagaengine.definition import (
     idempotency_key,
 )
 from sagaengine.http import BusinessRefusal, ServiceClient, StepError, TransientFault
+from sagaengine.metrics import EngineMetrics
 from sagaengine.outage import Outage, backoff, unavailable
 from sagaengine.store import LeaseLost, NextAttempt, Owner, SagaState, SagaStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+Context = StepContext[Any]
+
+
+def check_leases(
+    lease_seconds: float,
+    step_timeout: float,
+    action_policy: RetryPolicy,
+    compensation_policy: RetryPolicy,
+    definitions: Iterable[SagaDefinition[Any]] = (),
+) -> None:
+    """A run renews its lease at every write: one call plus one backoff must fit in a lease, or
+    another run takes the saga over mid-call and its retry budget starts again. Checked for the
+    runner's defaults and for every step's own timeout and policy; raises ValueError."""
+    longest = step_timeout + max(action_policy.max_backoff, compensation_policy.max_backoff)
+    calls = [("the step timeout and the longest backoff", longest)]
+    for definition in definitions:
+        for step in definition.steps:
+            seconds = (step.timeout or step_timeout) + (step.retry or action_policy).max_backoff
+            calls.append((f"{definition.name} v{definition.version} step {step.name}", seconds))
+    for what, seconds in calls:
+        if seconds >= lease_seconds:
+            raise ValueError(
+                f"{what}: a call and its backoff ({seconds:g} s) must fit in the saga lease "
+                f"({lease_seconds:g} s)"
+            )
 
 
 class StartRefused(Exception):
@@ -155,17 +183,21 @@ class SagaRunner:
         compensation_policy: RetryPolicy,
         on_outcome: Callable[[], None] | None = None,
         max_running: int = 64,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: EngineMetrics | None = None,
     ):
+        self.metrics = metrics or EngineMetrics.unregistered()
         self.definitions = definitions
-        for definition in definitions.values():
-            for step in definition.steps:
-                # One call plus one backoff must fit in a lease (see Settings).
-                call = (step.timeout or step_timeout) + (step.retry or action_policy).max_backoff
-                if call >= store.lease.total_seconds():
-                    raise ValueError(
-                        f"{definition.name} v{definition.version} step {step.name}: its "
-                        f"timeout and backoff ({call}s) must fit in the saga lease"
-                    )
+        check_leases(
+            store.lease.total_seconds(),
+            step_timeout,
+            action_policy,
+            compensation_policy,
+            definitions.values(),
+        )
+        self.clock = clock
+        # Sagas an operator retried in this process: their deadline no longer stops them.
+        self._deadline_lifted: set[uuid.UUID] = set()
         self.on_outcome = on_outcome  # a saga became final (its outbox event is written)
         self.store = store
         self.clients = clients
@@ -306,30 +338,49 @@ class SagaRunner:
             self._ahead.pop(saga_id, None)
             self._notify(saga_id)
 
-    def _context(self, state: SagaState, step: Step) -> StepContext:
+    @staticmethod
+    def _context(definition: SagaDefinition[Any], state: SagaState, step: Step[Any]) -> Context:
         return StepContext(
             saga_id=str(state.id),
-            payload=state.payload,
-            results=state.results,
+            data=definition.data_of(state.payload, state.results),
             action_key=idempotency_key(str(state.id), step, Phase.ACTION),
         )
+
+    def _time_left(self, definition: SagaDefinition[Any], state: SagaState) -> float | None:
+        """Seconds until the saga's deadline (negative: past it); None if it has none."""
+        if definition.deadline is None or state.id in self._deadline_lifted:
+            return None
+        return (state.created_at + definition.deadline - self.clock()).total_seconds()
 
     async def _run_action(
         self, definition: SagaDefinition, state: SagaState, token: str, *, starting: bool = False
     ) -> SagaState:
         step = definition.steps[state.step]
-        ctx = self._context(state, step)
+        ctx = self._context(definition, state, step)
         policy = step.retry or self.action_policy
-        called = await self._call(
-            state,
-            token,
-            step,
-            Phase.ACTION,
-            step.action(ctx),
-            ctx.action_key,
-            replace(policy, attempts=1) if starting else policy,
-            defer_success=True,
-        )
+        time_left = self._time_left(definition, state)
+        if time_left is not None and time_left <= 0:
+            # Past the deadline no new action starts: as if refused (unless an earlier attempt
+            # got no answer: then its outcome is unknown, as below).
+            error = BusinessRefusal(
+                "deadline_exceeded",
+                f"the saga is older than its deadline ({definition.deadline}): {step.name} "
+                "was not started",
+            )
+            called = Called(CallOutcome.REFUSED, error=error)
+        else:
+            if time_left is not None:  # retries end by the deadline
+                policy = replace(policy, max_seconds=min(policy.max_seconds, time_left))
+            called = await self._call(
+                state,
+                token,
+                step,
+                Phase.ACTION,
+                step.action(ctx),
+                ctx.action_key,
+                replace(policy, attempts=1) if starting else policy,
+                defer_success=True,
+            )
         if starting and not await self._start_decided(definition, state, token, called):
             return state  # it stands, undecided: the run retries the call in the background
         outcome, response, error = called.outcome, called.response, called.error
@@ -362,11 +413,12 @@ class SagaRunner:
         return await self._move(definition, state, token, to, replace(state, error=cause))
 
     def first_call(
-        self, definition: SagaDefinition, saga_id: uuid.UUID, payload: dict[str, Any]
+        self, definition: SagaDefinition[Any], saga_id: uuid.UUID, payload: dict[str, Any]
     ) -> RemoteCall:
         """The call a new saga makes first (written ahead with the saga: store.create)."""
         step = definition.steps[0]
-        return step.action(StepContext(str(saga_id), payload, {}, self._key(saga_id, step)))
+        data = definition.data_of(payload, {})
+        return step.action(StepContext(str(saga_id), data, self._key(saga_id, step)))
 
     @staticmethod
     def _key(saga_id: uuid.UUID, step: Step) -> str:
@@ -375,7 +427,7 @@ class SagaRunner:
     async def begin(self, state: SagaState, token: str) -> SagaState:
         """Decide a `starting` saga's start by its first call, made here and now, once:
 
-        - refused with a refusal its definition names (`start_refusals`: the order does not
+        - refused with a refusal its definition names (`StartRules.refusals`: the order does not
           exist, or cannot be paid): the saga is removed and StartRefused raised, for the
           client's 4xx, as if it had never been recorded;
         - not sent (the service could not be reached): removed too, StartUnreachable raised
@@ -413,7 +465,7 @@ class SagaRunner:
         deciding as for any call (True), or let it stand undecided (False)."""
         error = called.error
         refused = called.outcome is CallOutcome.REFUSED
-        refusing = refused and error is not None and error.code in definition.start_refusals
+        refusing = refused and error is not None and error.code in definition.start.refusals
         unsent = isinstance(error, TransientFault) and error.unsent
         if (refusing or unsent) and await self._persisted(
             lambda _: self.store.withdraw(state.id, token)
@@ -430,13 +482,12 @@ class SagaRunner:
     ) -> tuple[CallOutcome, dict[str, Any] | None, StepError | None]:
         """A pivot whose answer was lost: ask its service whether it went through. The answer
         also makes sure that, if it did not, it never will (a tombstone under its key)."""
-        assert step.settle is not None, f"pivot {step.name} declares no settle call"
         called = await self._call(
             state,
             token,
             step,
             Phase.ACTION,
-            step.settle(ctx),
+            step.settle_call(ctx),
             ctx.action_key,
             self.compensation_policy,
             send_key=False,
@@ -457,7 +508,7 @@ class SagaRunner:
     ) -> SagaState:
         step = definition.steps[state.step]
         assert step.compensation is not None
-        ctx = self._context(state, step)
+        ctx = self._context(definition, state, step)
         key = idempotency_key(ctx.saga_id, step, Phase.COMPENSATION)
         called = await self._call(
             state,
@@ -519,14 +570,14 @@ class SagaRunner:
         """The call a saga standing at `moved` makes next, if it makes one."""
         if moved.status is SagaStatus.RUNNING:
             step = definition.steps[moved.step]
-            ctx = self._context(moved, step)
+            ctx = self._context(definition, moved, step)
             return NextAttempt(
                 moved.step, step.name, Phase.ACTION, ctx.action_key, step.action(ctx)
             )
         if moved.status is SagaStatus.COMPENSATING:
             step = definition.steps[moved.step]
             assert step.compensation is not None
-            ctx = self._context(moved, step)
+            ctx = self._context(definition, moved, step)
             key = idempotency_key(ctx.saga_id, step, Phase.COMPENSATION)
             return NextAttempt(
                 moved.step, step.name, Phase.COMPENSATION, key, step.compensation(ctx)
@@ -544,7 +595,8 @@ class SagaRunner:
         """The outcome's event, when this move makes the saga final."""
         if to.status not in FINAL_STATUSES:
             return None
-        outcome = SagaOutcome(str(state.id), to.status, state.payload, results, error)
+        data = definition.data_of(state.payload, results)
+        outcome = SagaOutcome(str(state.id), to.status, data, error)
         return definition.outcome_event(outcome)
 
     async def _needs_attention(
@@ -560,7 +612,7 @@ class SagaRunner:
 
     def _advance(self, state: SagaState, to: Position, **changes: Any) -> SagaState:
         if to.status is not state.status:
-            metrics.SAGA_TRANSITIONS.labels(state.type, to.status).inc()
+            self.metrics.saga_transitions.labels(state.type, to.status).inc()
         return replace(
             state, status=to.status, step=to.step, phase=to.phase, starting=False, **changes
         )
@@ -603,7 +655,7 @@ class SagaRunner:
             async for attempt in retrying:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
-                        metrics.STEP_RETRIES.labels(state.type, step.name, phase).inc()
+                        self.metrics.step_retries.labels(state.type, step.name, phase).inc()
                     attempt_id = self._written_ahead(state.id, key, call)
                     if attempt_id is None:
                         attempt_id = await self._begin(state, token, step, phase, key, call)
@@ -618,7 +670,7 @@ class SagaRunner:
                         log.info("%s %s: %s %s", step.name, phase, status, failure.code)
                         raise
                     finally:
-                        metrics.STEP_SECONDS.labels(state.type, step.name, phase).observe(
+                        self.metrics.step_seconds.labels(state.type, step.name, phase).observe(
                             time.perf_counter() - started
                         )
                     log.info("%s %s: SUCCEEDED", step.name, phase)
@@ -748,5 +800,6 @@ class SagaRunner:
         token = await self.store.claim_for_retry(state.id, self.owner, to)
         if token is None:
             return False
+        self._deadline_lifted.add(state.id)  # the operator decided: past its deadline, it goes on
         self.spawn(state.id, token, first=True)
         return True

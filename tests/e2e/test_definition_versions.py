@@ -3,17 +3,17 @@ with, new sagas start on the new one."""
 
 import asyncio
 import time
+from dataclasses import replace
 
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.service import start_saga
-from sagaengine.definition import SagaDefinition
+from sagaengine.starting import start_saga
 from tests.e2e.client import Api, assert_invariants, held
 from tests.e2e.inprocess import private_orchestrator_database, runner, saga_store
 from tools.stack import Stack
 
 V1 = PAYMENT_SAGA
 # Version 2 approves the payment before it deducts the balance.
-V2 = SagaDefinition("payment", 2, (V1.steps[0], V1.steps[2], V1.steps[1], V1.steps[3]))
+V2 = replace(V1, version=2, steps=(V1.steps[0], V1.steps[2], V1.steps[1], V1.steps[3]))
 
 
 async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
@@ -27,7 +27,7 @@ async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
         # The old deployment starts a saga on v1 and dies while its deduction is in flight: every
         # deduction is held at the user service until the new deployment has the saga.
         api.fault("user", "deduct", "hold", times=None)
-        in_flight = await start_saga(old, V1, {"order_id": old_order}, None, f"order:{old_order}")
+        in_flight = await start_saga(old, V1, {"order_id": old_order}, None)
         deadline = time.monotonic() + 10
         while held(api, "user", "deduct") == 0:
             assert time.monotonic() < deadline, "the deduction never started"
@@ -40,7 +40,7 @@ async def _deploy(api: Api, stack: Stack, old_order: int, new_order: int):
             assert time.monotonic() < deadline, "the new deployment never took the saga over"
             await asyncio.sleep(0.2)
         api.clear_faults()  # the held deductions go on: the old run's, applied late, replays
-        fresh = await start_saga(new, V2, {"order_id": new_order}, None, f"order:{new_order}")
+        fresh = await start_saga(new, V2, {"order_id": new_order}, None)
         finished = [await new.wait_until_final(s.id, 30) for s in (in_flight, fresh)]
         histories = [await store.admin.attempts(s.id) for s in (in_flight, fresh)]
         return finished, histories, database

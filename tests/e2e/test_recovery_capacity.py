@@ -3,7 +3,7 @@ recovery takes over no more than fits; and every saga still finishes."""
 
 import asyncio
 
-from orchestrator.definitions import REGISTRY
+from orchestrator.definitions import SAGAS as REGISTRY
 from orchestrator.payment_saga import PAYMENT_SAGA
 from sagaengine.definition import SagaStatus
 from sagaengine.runner import SagaRunner

@@ -6,8 +6,8 @@ import time
 from dataclasses import replace
 
 from orchestrator.payment_saga import PAYMENT_SAGA
-from orchestrator.service import start_saga
 from sagaengine.definition import RemoteCall, RetryPolicy, SagaDefinition, Step, StepKind
+from sagaengine.starting import start_saga
 from tests.e2e.client import Api, assert_invariants
 from tests.e2e.inprocess import runner, saga_store
 from tools.stack import Stack
@@ -24,9 +24,7 @@ def _pay(api: Api, stack: Stack, definition: SagaDefinition, order_id: int, oper
             saga_store() as store,
             runner(store, stack, f"policy-{order_id}", {definition.key: definition}) as saga_runner,
         ):
-            saga = await start_saga(
-                saga_runner, definition, {"order_id": order_id}, None, f"order:{order_id}"
-            )
+            saga = await start_saga(saga_runner, definition, {"order_id": order_id}, None)
             if operator:
                 deadline = time.monotonic() + 30
                 while (saga := await store.get(saga.id)).status != "NEEDS_ATTENTION":
@@ -45,8 +43,10 @@ def test_a_step_retries_the_refusal_codes_its_policy_calls_not_yet(api: Api, sta
     patient = RetryPolicy(
         attempts=4, initial_backoff=0.05, max_backoff=0.1, retry_on=frozenset({"injected_failure"})
     )
-    definition = SagaDefinition(
-        "payment", 101, (STEPS[0], replace(STEPS[1], retry=patient), STEPS[2], STEPS[3])
+    definition = replace(
+        PAYMENT_SAGA,
+        version=101,
+        steps=(STEPS[0], replace(STEPS[1], retry=patient), STEPS[2], STEPS[3]),
     )
     user_id = api.create_user(10_000)
     order_id = api.create_order(user_id, 7_000)
@@ -62,8 +62,10 @@ def test_a_step_retries_the_refusal_codes_its_policy_calls_not_yet(api: Api, sta
 
 def test_a_step_waits_as_long_as_its_own_timeout_says(api: Api, stack: Stack):
     """The runner's default timeout is 1 s; this step allows 3 s, so a 1.5 s answer is fine."""
-    definition = SagaDefinition(
-        "payment", 102, (STEPS[0], replace(STEPS[1], timeout=3.0), STEPS[2], STEPS[3])
+    definition = replace(
+        PAYMENT_SAGA,
+        version=102,
+        steps=(STEPS[0], replace(STEPS[1], timeout=3.0), STEPS[2], STEPS[3]),
     )
     user_id = api.create_user(10_000)
     order_id = api.create_order(user_id, 7_000)
@@ -88,7 +90,7 @@ def _post_pivot_call(ctx) -> RemoteCall:
     return RemoteCall(
         "order",
         "POST",
-        f"/orders/{ctx.payload['order_id']}/payment-release",
+        f"/orders/{ctx.data.order_id}/payment-release",
         {"start_key": f"{ctx.saga_id}:unused"},
     )
 
@@ -97,7 +99,7 @@ def test_a_step_after_the_pivot_is_never_compensated_and_waits_for_an_operator(
     api: Api, stack: Stack
 ):
     after_pivot = Step("after_pivot", _post_pivot_call, kind=StepKind.RETRIABLE)
-    definition = SagaDefinition("payment", 103, (*STEPS, after_pivot))
+    definition = replace(PAYMENT_SAGA, version=103, steps=(*STEPS, after_pivot))
     user_id = api.create_user(10_000)
     order_id = api.create_order(user_id, 7_000)
     api.fault("order", "release_payment", "error", times=None)

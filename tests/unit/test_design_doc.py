@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.definitions import REGISTRY
+from orchestrator.definitions import SAGAS as REGISTRY
 from sagaengine.decisions import TRANSITIONS
 from sagaengine.definition import FINAL_STATUSES, SagaStatus
 

@@ -1,10 +1,11 @@
-"""The saga engine's pure core (sagaengine/definition.py), checked exhaustively.
+"""The saga engine's pure core (sagaengine/definition.py, decisions.py), checked exhaustively.
 
 Every status pair against the transition table, every step of the payment saga against every
 call outcome, and the call each step of the payment saga builds.
 """
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -19,12 +20,15 @@ from sagaengine.decisions import (
     check_transition,
     resume_after_attention,
 )
+from pydantic import BaseModel
+
 from sagaengine.definition import (
     FINAL_STATUSES,
     Phase,
     RemoteCall,
     SagaDefinition,
     SagaStatus,
+    StartRules,
     Step,
     StepContext,
     StepKind,
@@ -66,10 +70,17 @@ def _step(name: str, kind: StepKind = StepKind.COMPENSATABLE) -> Step:
     return Step(name, _call(name), kind=kind)
 
 
+class Nothing(BaseModel):
+    pass
+
+
+def _definition(name: str, steps: tuple[Step, ...]) -> SagaDefinition:
+    return SagaDefinition(name, 1, Nothing, steps, StartRules(lock_key=lambda _: f"{name}:the-one"))
+
+
 # Compensatable steps, the pivot, then a step that is retried forward only.
-WITH_TAIL = SagaDefinition(
+WITH_TAIL = _definition(
     "tail",
-    1,
     (_step("a"), _step("b"), _step("p", StepKind.PIVOT), _step("r", StepKind.RETRIABLE)),
 )
 
@@ -117,7 +128,7 @@ def test_payment_saga_has_three_compensatable_steps_then_the_pivot() -> None:
     assert COMPENSATABLE == [0, 1, 2]
     assert PIVOT == 3
     assert STEPS[PIVOT].compensation is None
-    assert STEPS[PIVOT].settle is not None
+    assert STEPS[PIVOT].settle is None  # settled at its participant's settle endpoint
 
 
 @pytest.mark.parametrize("index", COMPENSATABLE)
@@ -134,7 +145,7 @@ def test_success_of_the_pivot_completes_the_saga() -> None:
 
 
 def test_success_of_the_last_step_completes_a_saga_without_pivot() -> None:
-    saga = SagaDefinition("plain", 1, (_step("a"), _step("b")))
+    saga = _definition("plain", (_step("a"), _step("b")))
     assert after_action(saga, 1, CallOutcome.SUCCEEDED) == Position(S.COMPLETED, 2, Phase.ACTION)
 
 
@@ -270,25 +281,23 @@ def test_retry_resumes_a_stuck_action_running() -> None:
 
 def test_refuses_definition_with_two_pivots() -> None:
     with pytest.raises(ValueError, match="more than one pivot"):
-        SagaDefinition(
-            "bad", 1, (_step("a"), _step("p1", StepKind.PIVOT), _step("p2", StepKind.PIVOT))
-        )
+        _definition("bad", (_step("a"), _step("p1", StepKind.PIVOT), _step("p2", StepKind.PIVOT)))
 
 
 def test_refuses_compensatable_step_without_compensation() -> None:
     with pytest.raises(ValueError, match="no compensation"):
-        SagaDefinition("bad", 1, (Step("a", _call("a")),))
+        _definition("bad", (Step("a", _call("a")),))
 
 
 def test_refuses_definition_without_steps() -> None:
     with pytest.raises(ValueError):
-        SagaDefinition("bad", 1, ())
+        _definition("bad", ())
 
 
 def test_refuses_two_steps_of_one_name() -> None:
     # Their idempotency keys would collide.
     with pytest.raises(ValueError):
-        SagaDefinition("bad", 1, (_step("a"), _step("a")))
+        _definition("bad", (_step("a"), _step("a")))
 
 
 @pytest.mark.parametrize(
@@ -302,7 +311,7 @@ def test_refuses_two_steps_of_one_name() -> None:
 )
 def test_refuses_steps_out_of_order_around_the_pivot(steps: tuple[Step, ...]) -> None:
     with pytest.raises(ValueError):
-        SagaDefinition("bad", 1, steps)
+        _definition("bad", steps)
 
 
 @pytest.mark.parametrize("kind", [StepKind.PIVOT, StepKind.RETRIABLE])
@@ -310,12 +319,15 @@ def test_refuses_a_compensation_past_the_point_of_no_return(kind: StepKind) -> N
     late = Step("late", _call("late"), _call("undo-late"), kind=kind)
     steps = (_step("a"), late) if kind is StepKind.PIVOT else (_step("p", StepKind.PIVOT), late)
     with pytest.raises(ValueError):
-        SagaDefinition("bad", 1, steps)
+        _definition("bad", steps)
 
 
 def test_accepts_compensatable_steps_a_pivot_and_retriable_steps() -> None:
     assert WITH_TAIL.key == ("tail", 1)
-    assert SagaDefinition("no-pivot", 2, (_step("a"), _step("b"))).key == ("no-pivot", 2)
+    assert replace(_definition("no-pivot", (_step("a"), _step("b"))), version=2).key == (
+        "no-pivot",
+        2,
+    )
 
 
 # --- idempotency keys ---------------------------------------------------------------------------
@@ -352,8 +364,7 @@ ORDER = {"id": 41, "user_id": 7, "amount": 12_500, "status": "PAYMENT_IN_PROGRES
 def _ctx(step_index: int) -> StepContext:
     return StepContext(
         saga_id=SAGA_ID,
-        payload={"order_id": 41},
-        results={"start_order_payment": ORDER},
+        data=PAYMENT_SAGA.data_of({"order_id": 41}, {"start_order_payment": ORDER}),
         action_key=idempotency_key(SAGA_ID, STEPS[step_index], Phase.ACTION),
     )
 
@@ -408,7 +419,7 @@ def test_complete_order_payment_marks_the_order_paid() -> None:
 
 
 def test_settling_the_pivot_asks_about_its_action_key() -> None:
-    assert STEPS[PIVOT].settle(_ctx(PIVOT)) == RemoteCall(
+    assert STEPS[PIVOT].settle_call(_ctx(PIVOT)) == RemoteCall(
         "order",
         "POST",
         "/_idempotency/settle",
@@ -426,5 +437,13 @@ def test_each_compensation_refers_to_its_own_action_key(index: int) -> None:
     assert not other_keys & set(body.values())
 
 
-def test_describe_names_the_order() -> None:
-    assert PAYMENT_SAGA.describe({"order_id": 41, "extra": 1}) == {"order_id": 41}
+def test_the_payment_saga_is_found_by_its_order_and_then_its_user() -> None:
+    started = PAYMENT_SAGA.data_of({"order_id": 41}, {})
+    locked = PAYMENT_SAGA.data_of({"order_id": 41}, {"start_order_payment": ORDER})
+    assert PAYMENT_SAGA.keys(started) == {"order_id": 41, "user_id": None}
+    assert PAYMENT_SAGA.keys(locked) == {"order_id": 41, "user_id": 7}
+
+
+def test_a_step_name_cannot_hold_the_key_separator() -> None:
+    with pytest.raises(ValueError, match="':'"):
+        _definition("bad", (_step("a:b"),))

@@ -32,7 +32,8 @@ from tenacity import (
 )
 
 from orchestrator.config import Settings
-from orchestrator.payment_saga import PAYMENT_SAGA
+from orchestrator.definitions import SAGAS
+from orchestrator.payment_saga import PAYMENT_SAGA, Payment
 from sagaengine.decisions import CallOutcome, Position, after_action, after_compensation
 from sagaengine.definition import (
     Phase,
@@ -101,7 +102,8 @@ def policies(settings: Settings) -> dict[str, RetryPolicy]:
 
 def service_urls(settings: Settings) -> dict[str, str]:
     """Where the peers' clients go: the domain services, and the data platform for the event."""
-    return {**settings.service_urls(), DATA_PLATFORM: settings.data_platform_url}
+    urls = settings.participant_urls(SAGAS.participants.values())
+    return {**urls, DATA_PLATFORM: settings.data_platform_url}
 
 
 def workflow_id(order_id: int) -> str:
@@ -222,7 +224,7 @@ async def run_payment_saga(
     while position.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
         step = definition.steps[position.step]
         action_key = idempotency_key(saga_id, step, Phase.ACTION)
-        ctx = StepContext(saga_id, payload, results, action_key)
+        ctx = StepContext(saga_id, definition.data_of(payload, results), action_key)
         if position.status is SagaStatus.COMPENSATING:
             assert step.compensation is not None
             key = idempotency_key(saga_id, step, Phase.COMPENSATION)
@@ -236,9 +238,8 @@ async def run_payment_saga(
         outcome, response, failure = CallOutcome(got["outcome"]), got["response"], got["error"]
         if outcome is CallOutcome.EXHAUSTED and step.kind is StepKind.PIVOT:
             # Its answer was lost: ask the service whether it went through (see the runner).
-            assert step.settle is not None
             settled = await execute(
-                spec(step.settle(ctx), action_key, Phase.COMPENSATION, send_key=False)
+                spec(step.settle_call(ctx), action_key, Phase.COMPENSATION, send_key=False)
             )
             if settled["outcome"] != CallOutcome.SUCCEEDED:
                 return _attention(saga_id, step.name, Phase.ACTION, settled["error"] or failure)
@@ -258,12 +259,13 @@ async def run_payment_saga(
             results[step.name] = response or {}
         else:
             error = {**(failure or {}), "step": step.name}
-    outcome = SagaOutcome(saga_id, position.status, payload, results, error)
+    data = definition.data_of(payload, results)
+    outcome = SagaOutcome(saga_id, position.status, data, error)
     await execute(event_call(outcome, now()))
     return SagaResult(saga_id=saga_id, status=str(position.status), error=error)
 
 
-def event_call(outcome: SagaOutcome, occurred_at: datetime) -> CallSpec:
+def event_call(outcome: SagaOutcome[Payment], occurred_at: datetime) -> CallSpec:
     """The delivery of a final saga's event to the data platform (`POST /events`), with the body
     ours' outbox relay sends for the same outcome. The platform deduplicates by event id: the
     call needs no Idempotency-Key."""
