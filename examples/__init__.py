@@ -1,0 +1,1 @@
+"""Applications built on the saga engine outside the orchestrator package (docs/engine.md)."""
