@@ -50,10 +50,10 @@ bench: install ## Benchmarks against the floor, DBOS and Temporal, as ratios (wr
 purge: install ## Purge old finished sagas (PURGE_ARGS="--older-than 30d [--dry-run] [--archive F]")
 	$(BIN)/python -m orchestrator purge $(PURGE_ARGS)
 
-lint: install ## Check style (ruff)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: install ## Check style (ruff) and types (mypy --strict: engine, orchestrator, services)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 clean: ## Remove the virtualenv, caches and the embedded database's data
-	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache *.egg-info
 
 .PHONY: help install browser run-all migrate test chaos bench purge lint clean

@@ -4,6 +4,7 @@ import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from alembic import command
@@ -11,7 +12,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from psycopg import errors, sql
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy import MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
@@ -28,6 +29,12 @@ def _libpq_dsn(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _name(url: URL) -> str:
+    if not url.database:
+        raise ValueError(f"no database named in {url!r}")
+    return url.database
+
+
 def ensure_database(url: URL) -> None:
     """Create the database named in `url` on its server unless it exists."""
     maintenance = _libpq_dsn(url.set(database="postgres"))
@@ -38,7 +45,7 @@ def ensure_database(url: URL) -> None:
         if exists:
             return
         try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_name(url))))
             log.info("created database %s", url.database)
         except (errors.DuplicateDatabase, errors.UniqueViolation):
             pass  # another process created it between our check and our CREATE
@@ -49,7 +56,7 @@ def drop_database(url: URL) -> None:
     maintenance = _libpq_dsn(url.set(database="postgres"))
     with psycopg.connect(maintenance, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(url.database))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_name(url)))
         )
 
 
@@ -75,7 +82,7 @@ def head_revision(history: str) -> str:
     return head
 
 
-def run_alembic_env(target_metadata) -> None:
+def run_alembic_env(target_metadata: MetaData) -> None:
     """The body of every `migrations/<history>/env.py` (online mode only)."""
     from alembic import context
 
@@ -104,11 +111,11 @@ def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS
     """
 
     @event.listens_for(engine, "checkin")
-    def _idle_since(dbapi_connection, record) -> None:
+    def _idle_since(dbapi_connection: Any, record: Any) -> None:
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _ping_if_idle(dbapi_connection, record, proxy) -> None:
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         idle_since = record.info.get("idle_since")
         if idle_since is None or time.monotonic() - idle_since < idle_seconds:
             return
@@ -210,10 +217,11 @@ async def not_ready_async(engine: AsyncEngine, head: str) -> str | None:
 
 
 def _revision(conn: Connection) -> str | None:
-    return conn.scalar(CURRENT_REVISION)
+    revision: str | None = conn.scalar(CURRENT_REVISION)
+    return revision
 
 
-def reading(session: Session) -> AbstractContextManager:
+def reading(session: Session) -> AbstractContextManager[object]:
     """A read's own transaction: its connection goes back to the pool when the read is done.
 
     A session that merely reads keeps its connection until it is closed, after the response is

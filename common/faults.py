@@ -17,11 +17,11 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from common.auth import require_service_token
@@ -148,7 +148,9 @@ def fault_point(point: str) -> Callable[[Request], None]:
     return check
 
 
-async def lose_responses(request: Request, call_next):
+async def lose_responses(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
     """Middleware: replace the answer of an operation marked `lose_response` by a 503."""
     response = await call_next(request)
     point = getattr(request.state, "lose_response", None)

@@ -1,7 +1,8 @@
 """Exception handlers that turn every error into the JSON error body, never a bare 500 page."""
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from common.errors import DomainError, error_body
 from sagaengine.outage import Outage
 
 log = logging.getLogger(__name__)
+E = TypeVar("E", bound=Exception)
 
 # Every 503 says when to come back: a dependency that is down is a reason to retry, soon.
 RETRY_AFTER = {"Retry-After": "1"}
@@ -72,7 +74,7 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     details = _validation_details(exc)
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(part) for part in first["loc"])
-    message = f"{where}: {first['msg']}" if where else first["msg"]
+    message = f"{where}: {first['msg']}" if where else str(first["msg"])
     return JSONResponse(error_body("validation_error", message, details=details), status_code=422)
 
 
@@ -104,11 +106,18 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 
 
+def _for(
+    handler: Callable[[Request, E], Awaitable[JSONResponse]],
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """`handler` as Starlette types an exception handler (it registers it for E only)."""
+    return cast(Callable[[Request, Exception], Awaitable[JSONResponse]], handler)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(DomainError, _domain_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(DomainError, _for(_domain_error))
+    app.add_exception_handler(RequestValidationError, _for(_validation_error))
+    app.add_exception_handler(StarletteHTTPException, _for(_http_error))
+    app.add_exception_handler(DataError, _for(_data_error))
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
     app.add_exception_handler(PoolTimeout, _database_unavailable)

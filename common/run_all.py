@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -62,7 +63,7 @@ def choose_database(env: dict[str, str]) -> None:
         _say(f"using an embedded PostgreSQL with its data in {data}")
 
 
-def _pump(name: str, stream) -> None:
+def _pump(name: str, stream: IO[str]) -> None:
     for line in iter(stream.readline, ""):
         print(f"{name:<16}| {line}", end="", flush=True)
 

@@ -5,6 +5,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -16,14 +17,16 @@ from common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
+S = TypeVar("S", bound=ServiceSettings)
+
 
 def main(
     *,
     package: str,
     default_port: int,
-    get_settings: Callable[[], ServiceSettings],
-    create_app: Callable[[ServiceSettings], FastAPI],
-    extra_commands: dict[str, Callable[[ServiceSettings, list[str]], None]] | None = None,
+    get_settings: Callable[[], S],
+    create_app: Callable[[S], FastAPI],
+    extra_commands: dict[str, Callable[[S, list[str]], None]] | None = None,
     argv: list[str] | None = None,
 ) -> None:
     extra_commands = extra_commands or {}

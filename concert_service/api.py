@@ -1,3 +1,5 @@
+from collections.abc import Iterable
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
@@ -6,6 +8,7 @@ from common.faults import fault_point
 from common.fields import PathId
 from common.web import IdempotencyKey, SessionDep, stored_response
 from concert_service import service
+from concert_service.domain import SeatView
 from concert_service.schemas import (
     ConcertOut,
     CreateConcert,
@@ -20,7 +23,7 @@ router = APIRouter(tags=["concerts"])
 steps = APIRouter(tags=["saga steps"], dependencies=[Depends(require_service_token)])
 
 
-def _seats(views) -> list[SeatOut]:
+def _seats(views: Iterable[SeatView]) -> list[SeatOut]:
     return [SeatOut(id=v.id, number=v.number, status=v.status) for v in views]
 
 

@@ -15,7 +15,8 @@ router = APIRouter(tags=["events"])
 
 
 def _behaviour(request: Request) -> Behaviour:
-    return request.app.state.behaviour
+    behaviour: Behaviour = request.app.state.behaviour
+    return behaviour
 
 
 def _misbehaving(behaviour: Behaviour) -> JSONResponse | None:

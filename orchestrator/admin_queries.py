@@ -150,7 +150,7 @@ class AdminQueries:
                 )
                 total, _ = await planner_estimates(conn, "outbox", "status")
                 if total >= exact_below:
-                    delivered = Count(round(max(total - pending, 0)), estimated=True)
+                    delivered = Count(round(max(total - (pending or 0), 0)), estimated=True)
                     return {
                         "pending": pending,
                         "delivered": delivered,

@@ -9,6 +9,7 @@ import hmac
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -17,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from orchestrator import service
 from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
+from orchestrator.schemas import SagaOut
 from sagaengine.definition import SagaStatus
 
 COOKIE = "admin_token"
@@ -75,7 +77,7 @@ async def sagas(
 ) -> Response:
     if not _logged_in(request):
         return _to_login()
-    chosen = SagaStatus(status) if status in SagaStatus.__members__ else None
+    chosen = SagaStatus(status) if status and status in SagaStatus.__members__ else None
     after = _decode_cursor(cursor) if cursor else None
     states = await request.app.state.admin.page(
         status=chosen, saga_type=type or None, limit=51, after=after, since=_since(since)
@@ -96,7 +98,7 @@ async def sagas(
     return templates.TemplateResponse(request, "sagas.html", context)
 
 
-def _timeline(saga) -> tuple[list[dict], int]:
+def _timeline(saga: SagaOut) -> tuple[list[dict[str, Any]], int]:
     start = saga.created_at
     ends = [a.finished_at or datetime.now(UTC) for a in saga.steps] + [
         saga.finished_at or datetime.now(UTC)

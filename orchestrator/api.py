@@ -39,21 +39,24 @@ WaitSeconds = Annotated[
 
 
 def _runner(request: Request) -> SagaRunner:
-    return request.app.state.runner
+    runner: SagaRunner = request.app.state.runner
+    return runner
 
 
 RunnerDep = Annotated[SagaRunner, Depends(_runner)]
 
 
 def _admin(request: Request) -> AdminQueries:
-    return request.app.state.admin
+    admin: AdminQueries = request.app.state.admin
+    return admin
 
 
 AdminDep = Annotated[AdminQueries, Depends(_admin)]
 
 
 def _sagas(request: Request) -> Registry:
-    return request.app.state.sagas
+    sagas: Registry = request.app.state.sagas
+    return sagas
 
 
 SagasDep = Annotated[Registry, Depends(_sagas)]
@@ -100,7 +103,9 @@ async def detail(sagas: Registry, admin: AdminQueries, state: SagaState) -> Saga
     return SagaOut(**summary(sagas, state).model_dump(), steps=steps)
 
 
-async def _answer(runner: SagaRunner, state: SagaState, wait: float | None, max_wait: float):
+async def _answer(
+    runner: SagaRunner, state: SagaState, wait: float | None, max_wait: float
+) -> JSONResponse:
     """202 once the saga is recorded; with ?wait=, 200 as soon as it is final. A saga is
     recorded before anything is waited for: if the database goes away meanwhile, the answer is
     the saga as last seen (202), never an error for a start that was accepted."""
@@ -123,11 +128,12 @@ async def _start(
     wait: float | None,
 ) -> JSONResponse:
     """Every saga's start: its definition's rules (`sagaengine.starting`), then the answer."""
-    definition = request.app.state.sagas.current.get(saga_type)
+    definition = _sagas(request).current.get(saga_type)
     if definition is None:
         raise SagaNotFound(f"no saga type {saga_type!r}")
     state = await start_saga(runner, definition, body, key)
-    return await _answer(runner, state, wait, request.app.state.settings.max_wait_seconds)
+    max_wait: float = request.app.state.settings.max_wait_seconds
+    return await _answer(runner, state, wait, max_wait)
 
 
 async def _read(request: Request, admin: AdminQueries, saga_id: str, *saga_types: str) -> SagaOut:

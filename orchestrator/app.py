@@ -2,6 +2,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
 
@@ -81,7 +82,7 @@ def build_relay(
     )
 
 
-async def _cancel(task: asyncio.Task | None) -> None:
+async def _cancel(task: asyncio.Task[None] | None) -> None:
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
     owner = Owner.new(settings.resolved_instance_id())
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = _engine(settings)
         sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
         pool = await _pool(settings)

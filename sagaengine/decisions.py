@@ -3,6 +3,7 @@ outcome. No I/O; the runner persists and executes what these decide."""
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sagaengine.definition import Phase, SagaDefinition, SagaStatus, StepKind
 
@@ -57,7 +58,7 @@ class Position:
     phase: Phase
 
 
-def _compensation_from(definition: SagaDefinition, index: int) -> Position:
+def _compensation_from(definition: SagaDefinition[Any], index: int) -> Position:
     """Compensate steps index, index-1, ..., 0 that have a compensation, or finish if none."""
     for i in range(index, -1, -1):
         if definition.steps[i].compensation is not None:
@@ -65,7 +66,7 @@ def _compensation_from(definition: SagaDefinition, index: int) -> Position:
     return Position(SagaStatus.COMPENSATED, -1, Phase.COMPENSATION)
 
 
-def after_action(definition: SagaDefinition, index: int, outcome: CallOutcome) -> Position:
+def after_action(definition: SagaDefinition[Any], index: int, outcome: CallOutcome) -> Position:
     """What follows an action's outcome (for a pivot, its outcome once settled)."""
     step = definition.steps[index]
     if outcome is CallOutcome.SUCCEEDED:
@@ -85,7 +86,9 @@ def after_action(definition: SagaDefinition, index: int, outcome: CallOutcome) -
     return _compensation_from(definition, index)
 
 
-def after_compensation(definition: SagaDefinition, index: int, outcome: CallOutcome) -> Position:
+def after_compensation(
+    definition: SagaDefinition[Any], index: int, outcome: CallOutcome
+) -> Position:
     if outcome is CallOutcome.SUCCEEDED:
         return _compensation_from(definition, index - 1)
     return Position(SagaStatus.NEEDS_ATTENTION, index, Phase.COMPENSATION)

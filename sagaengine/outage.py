@@ -25,7 +25,7 @@ def unavailable(error: BaseException) -> bool:
 
 def backoff(failures: int, initial: float = 0.1, ceiling: float = 2.0) -> float:
     """Seconds to wait after `failures` failures in a row: exponential, with jitter, capped."""
-    return min(ceiling, initial * 2 ** max(failures - 1, 0)) * random.uniform(0.5, 1.0)
+    return min(ceiling, initial * 2.0 ** max(failures - 1, 0)) * random.uniform(0.5, 1.0)
 
 
 class Outage:

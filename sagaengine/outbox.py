@@ -124,7 +124,7 @@ class OutboxRelay:
         return token, sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
     def _backoff(self, attempts: int) -> float:
-        ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2 ** (attempts - 1))
+        ceiling = min(self.policy.backoff_max, self.policy.backoff_initial * 2.0 ** (attempts - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
     async def _post(self, messages: list[Claimed]) -> str | None:

@@ -33,14 +33,26 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, create_engine, delete, func, literal_column, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Connection,
+    Exists,
+    Subquery,
+    create_engine,
+    delete,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from sagaengine.definition import FINAL_STATUSES
-from sagaengine.schema import OutboxMessage, SagaRecord, StepAttempt
+from sagaengine.schema import Base, OutboxMessage, SagaRecord, StepAttempt
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +78,7 @@ class PurgeReport:
     kept_undelivered: int = 0  # finished before the cutoff, but an event is not delivered yet
 
 
-def _undelivered_event():
+def _undelivered_event() -> Exists:
     return (
         select(OutboxMessage.id)
         .where(OutboxMessage.saga_id == SagaRecord.id, OutboxMessage.status != "DELIVERED")
@@ -74,18 +86,19 @@ def _undelivered_event():
     )
 
 
-def _finished_before(cutoff: datetime):
+def _finished_before(cutoff: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     return SagaRecord.status.in_(FINISHED), SagaRecord.finished_at < cutoff
 
 
-def _row(model) -> object:
+def _row(model: type[Base]) -> ColumnElement[Any]:
     """The whole row as JSON, every column (including ones added later)."""
     return func.to_jsonb(literal_column(model.__tablename__))
 
 
 def cutoff_of(conn: Connection, older_than: timedelta) -> datetime:
     """Fixed once per run, by the database's clock: the run ends even as sagas keep finishing."""
-    return conn.scalar(select(func.now() - older_than))
+    cutoff: datetime = conn.execute(select(func.now() - older_than)).scalar_one()
+    return cutoff
 
 
 def count(conn: Connection, cutoff: datetime) -> tuple[int, int]:
@@ -146,9 +159,9 @@ def purge_batch(conn: Connection, cutoff: datetime, batch: int, archive: bool = 
                 )
             )
         ).one()
-        return Batch(*counts, lines=[])
+        return Batch(counts[0], counts[1], counts[2], lines=[])
 
-    def by_saga(deleted):
+    def by_saga(deleted: CTE) -> Subquery:
         rows = func.jsonb_agg(aggregate_order_by(deleted.c.data, deleted.c.id))
         return select(deleted.c.saga_id, rows.label("rows")).group_by(deleted.c.saga_id).subquery()
 

@@ -176,7 +176,7 @@ class SagaRunner:
         store: SagaStore,
         clients: Mapping[str, ServiceClient],
         *,
-        definitions: Mapping[tuple[str, int], SagaDefinition],
+        definitions: Mapping[tuple[str, int], SagaDefinition[Any]],
         owner: Owner,
         step_timeout: float,
         action_policy: RetryPolicy,
@@ -353,7 +353,12 @@ class SagaRunner:
         return (state.created_at + definition.deadline - self.clock()).total_seconds()
 
     async def _run_action(
-        self, definition: SagaDefinition, state: SagaState, token: str, *, starting: bool = False
+        self,
+        definition: SagaDefinition[Any],
+        state: SagaState,
+        token: str,
+        *,
+        starting: bool = False,
     ) -> SagaState:
         step = definition.steps[state.step]
         ctx = self._context(definition, state, step)
@@ -362,12 +367,12 @@ class SagaRunner:
         if time_left is not None and time_left <= 0:
             # Past the deadline no new action starts: as if refused (unless an earlier attempt
             # got no answer: then its outcome is unknown, as below).
-            error = BusinessRefusal(
+            past_deadline = BusinessRefusal(
                 "deadline_exceeded",
                 f"the saga is older than its deadline ({definition.deadline}): {step.name} "
                 "was not started",
             )
-            called = Called(CallOutcome.REFUSED, error=error)
+            called = Called(CallOutcome.REFUSED, error=past_deadline)
         else:
             if time_left is not None:  # retries end by the deadline
                 policy = replace(policy, max_seconds=min(policy.max_seconds, time_left))
@@ -399,6 +404,7 @@ class SagaRunner:
         if to.status is SagaStatus.NEEDS_ATTENTION:
             return await self._needs_attention(state, token, step, Phase.ACTION, error)
         if outcome is CallOutcome.SUCCEEDED:
+            assert response is not None, "a call that succeeded has an answer"
             results = {**state.results, step.name: response}
             return await self._move(
                 definition,
@@ -409,7 +415,7 @@ class SagaRunner:
                 result=(step.name, response),
                 finished_attempt=called.finished(),
             )
-        cause = {**error.as_json(), "step": step.name}
+        cause = {**(error.as_json() if error else {}), "step": step.name}
         return await self._move(definition, state, token, to, replace(state, error=cause))
 
     def first_call(
@@ -421,7 +427,7 @@ class SagaRunner:
         return step.action(StepContext(str(saga_id), data, self._key(saga_id, step)))
 
     @staticmethod
-    def _key(saga_id: uuid.UUID, step: Step) -> str:
+    def _key(saga_id: uuid.UUID, step: Step[Any]) -> str:
         return idempotency_key(str(saga_id), step, Phase.ACTION)
 
     async def begin(self, state: SagaState, token: str) -> SagaState:
@@ -459,7 +465,7 @@ class SagaRunner:
         return state
 
     async def _start_decided(
-        self, definition: SagaDefinition, state: SagaState, token: str, called: Called
+        self, definition: SagaDefinition[Any], state: SagaState, token: str, called: Called
     ) -> bool:
         """After a starting saga's first call: withdraw it and raise (see `begin`), go on
         deciding as for any call (True), or let it stand undecided (False)."""
@@ -478,7 +484,7 @@ class SagaRunner:
         return False
 
     async def _settle(
-        self, state: SagaState, token: str, step: Step, ctx: StepContext, fault: StepError | None
+        self, state: SagaState, token: str, step: Step[Any], ctx: Context, fault: StepError | None
     ) -> tuple[CallOutcome, dict[str, Any] | None, StepError | None]:
         """A pivot whose answer was lost: ask its service whether it went through. The answer
         also makes sure that, if it did not, it never will (a tombstone under its key)."""
@@ -493,7 +499,7 @@ class SagaRunner:
             send_key=False,
         )
         settled = called.response
-        if called.outcome is not CallOutcome.SUCCEEDED:
+        if called.outcome is not CallOutcome.SUCCEEDED or settled is None:
             return CallOutcome.EXHAUSTED, None, called.error or fault
         if settled["outcome"] == "APPLIED":
             return CallOutcome.SUCCEEDED, settled["response"], None
@@ -504,7 +510,7 @@ class SagaRunner:
         return CallOutcome.REFUSED, None, refusal
 
     async def _run_compensation(
-        self, definition: SagaDefinition, state: SagaState, token: str
+        self, definition: SagaDefinition[Any], state: SagaState, token: str
     ) -> SagaState:
         step = definition.steps[state.step]
         assert step.compensation is not None
@@ -529,7 +535,7 @@ class SagaRunner:
 
     async def _move(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[Any],
         state: SagaState,
         token: str,
         to: Position,
@@ -566,7 +572,9 @@ class SagaRunner:
             self._ahead[state.id] = (attempt_id, ahead)
         return self._advance(state, to, results=moved.results, error=moved.error)
 
-    def _next_attempt(self, definition: SagaDefinition, moved: SagaState) -> NextAttempt | None:
+    def _next_attempt(
+        self, definition: SagaDefinition[Any], moved: SagaState
+    ) -> NextAttempt | None:
         """The call a saga standing at `moved` makes next, if it makes one."""
         if moved.status is SagaStatus.RUNNING:
             step = definition.steps[moved.step]
@@ -586,7 +594,7 @@ class SagaRunner:
 
     def _event(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[Any],
         state: SagaState,
         to: Position,
         results: dict[str, Any],
@@ -600,7 +608,7 @@ class SagaRunner:
         return definition.outcome_event(outcome)
 
     async def _needs_attention(
-        self, state: SagaState, token: str, step: Step, phase: Phase, error: StepError | None
+        self, state: SagaState, token: str, step: Step[Any], phase: Phase, error: StepError | None
     ) -> SagaState:
         to = Position(SagaStatus.NEEDS_ATTENTION, state.step, phase)
         attention = {**(error.as_json() if error else {}), "step": step.name, "phase": phase}
@@ -621,7 +629,7 @@ class SagaRunner:
         self,
         state: SagaState,
         token: str,
-        step: Step,
+        step: Step[Any],
         phase: Phase,
         call: RemoteCall,
         key: str,
@@ -703,7 +711,13 @@ class SagaRunner:
         return attempt_id
 
     async def _begin(
-        self, state: SagaState, token: str, step: Step, phase: Phase, key: str, call: RemoteCall
+        self,
+        state: SagaState,
+        token: str,
+        step: Step[Any],
+        phase: Phase,
+        key: str,
+        call: RemoteCall,
     ) -> int:
         return await self._persisted(
             lambda again: self.store.begin_attempt(

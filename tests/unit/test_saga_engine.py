@@ -8,6 +8,7 @@ import itertools
 from dataclasses import replace
 
 import pytest
+from pydantic import BaseModel
 
 from orchestrator.payment_saga import PAYMENT_SAGA
 from sagaengine.decisions import (
@@ -20,8 +21,6 @@ from sagaengine.decisions import (
     check_transition,
     resume_after_attention,
 )
-from pydantic import BaseModel
-
 from sagaengine.definition import (
     FINAL_STATUSES,
     Phase,
