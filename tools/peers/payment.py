@@ -2,7 +2,7 @@
 
 Everything but the durability engine is ours, so that `make bench` compares engines and nothing
 else: the saga definition (`orchestrator.payment_saga.PAYMENT_SAGA`, its calls and compensations),
-the state machine that decides what follows each outcome (`sagaengine.definition`), the idempotency
+the state machine that decides what follows each outcome (`sagaengine.decisions`), the idempotency
 keys, the HTTP clients and their error classification (`sagaengine.http`), and the timeouts
 and retry budgets (`orchestrator.config.Settings`, from the same environment variables).
 
