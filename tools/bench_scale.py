@@ -319,7 +319,7 @@ async def _run_the_queries(
     event relayed, and the admin page's reads (`cursor`: a page boundary of the seeded
     database, so that the next-page query is explained where it matters)."""
     from orchestrator.admin_queries import AdminQueries
-    from orchestrator.definitions import CURRENT
+    from orchestrator.definitions import SAGAS
     from sagaengine.decisions import Position
     from sagaengine.definition import OutcomeEvent, Phase, RemoteCall, SagaStatus
     from sagaengine.outbox import OutboxRelay, RelayPolicy
@@ -339,7 +339,9 @@ async def _run_the_queries(
     call = RemoteCall("order", "POST", "/orders/1/payment-start")
     try:
         with capture.label("start: insert the saga"):
-            state = await store.create(CURRENT["payment"], {"order_id": 1}, key, lock, token, "r")
+            state = await store.create(
+                SAGAS.current["payment"], {"order_id": 1}, key, lock, token, "r"
+            )
         assert state is not None, "the probe saga was not created"
         with capture.label("start: find by client key"):
             await store.find_by_client_key("payment", key)
