@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from sagaengine.definition import LIVE_STATUSES, SagaStatus
 from sagaengine.schema import OutboxMessage, SagaRecord, StepAttempt
-from sagaengine.store import SagaState
+from sagaengine.store import OutboxStatus, SagaState
 
 SAGAS = SagaRecord.__table__
 
@@ -136,7 +136,7 @@ class AdminQueries:
         (the admin page, on every load): pending exactly, through their index; delivered
         estimated from the planner's statistics once the table is large (see
         counts_at_a_glance), instead of counted row by row."""
-        pending_only = OutboxMessage.status == "PENDING"
+        pending_only = OutboxMessage.status == OutboxStatus.PENDING
         async with self.sessionmaker() as session:
             oldest = await session.scalar(
                 select(
@@ -164,12 +164,12 @@ class AdminQueries:
                 ).all()
             )
         return {
-            "pending": counts.get("PENDING", 0),
-            "delivered": counts.get("DELIVERED", 0),
+            "pending": counts.get(OutboxStatus.PENDING, 0),
+            "delivered": counts.get(OutboxStatus.DELIVERED, 0),
             "oldest_pending_seconds": float(oldest) if oldest is not None else None,
         }
 
-    async def outbox_messages(self, status: str | None, limit: int) -> list[OutboxMessage]:
+    async def outbox_messages(self, status: OutboxStatus | None, limit: int) -> list[OutboxMessage]:
         query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
         if status is not None:
             query = query.where(OutboxMessage.status == status)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from psycopg import AsyncConnection as PgConnection
@@ -35,6 +36,24 @@ from sagaengine.schema import SagaRecord
 
 SAGAS = SagaRecord.__table__
 
+
+class AttemptStatus(StrEnum):
+    """Where one call of a step stands (`saga_steps.status`)."""
+
+    STARTED = "STARTED"  # written ahead: the call may have left, its answer is not recorded
+    SUCCEEDED = "SUCCEEDED"
+    REFUSED = "REFUSED"  # a business refusal
+    FAILED = "FAILED"  # a transient fault: its outcome is unknown
+    INTERRUPTED = "INTERRUPTED"  # its run died (or its write-ahead was tried again) mid-call
+
+
+class OutboxStatus(StrEnum):
+    """Where one outbox event stands (`outbox.status`)."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+
+
 # The columns of a saga, in the order SagaState.of_row takes them.
 SAGA_COLUMNS = """id, type, definition_version, status, phase, step, payload, results, error,
     attention, client_key, request_id, lease_owner, created_at, updated_at, finished_at,
@@ -56,8 +75,8 @@ CREATE = f"""
     ), ahead AS (
         INSERT INTO saga_steps
             (saga_id, step, step_name, phase, attempt, status, idempotency_key, owner, request)
-        SELECT created.id, 0, %(first_step_name)s::varchar, %(phase)s::varchar, 1, 'STARTED',
-               %(first_key)s::varchar, %(token)s, %(first_request)s
+        SELECT created.id, 0, %(first_step_name)s::varchar, %(phase)s::varchar, 1,
+               '{AttemptStatus.STARTED}', %(first_key)s::varchar, %(token)s, %(first_request)s
         FROM created WHERE %(first_key)s::varchar IS NOT NULL
         RETURNING id
     )
@@ -87,7 +106,7 @@ LIVE_BY_LOCK_KEY = (
 
 # Write-ahead of one call, in one statement: renew the lease (fenced by its token) and, only if
 # that matched, insert the attempt numbered after the earlier attempts of the same call.
-BEGIN_ATTEMPT = """
+BEGIN_ATTEMPT = f"""
     WITH renewed AS (
         UPDATE sagas SET lease_expires_at = now() + %(lease)s, updated_at = now()
         WHERE id = %(saga_id)s AND lease_owner = %(token)s
@@ -99,7 +118,7 @@ BEGIN_ATTEMPT = """
            (SELECT coalesce(max(attempt), 0) + 1 FROM saga_steps
             WHERE saga_id = %(saga_id)s AND step = %(step)s::integer
               AND phase = %(phase)s::varchar),
-           'STARTED', %(key)s, %(token)s, %(request)s
+           '{AttemptStatus.STARTED}', %(key)s, %(token)s, %(request)s
     FROM renewed
     RETURNING id
 """
@@ -107,14 +126,15 @@ BEGIN_ATTEMPT = """
 # Before a write-ahead is tried again after its answer was lost: an earlier try may have committed
 # its attempt unseen, and that call never left. Its outcome is marked unknown, as recovery marks
 # the calls of a run that died (a later refusal of the step is then not taken at its word).
-INTERRUPT_UNSENT = """
-    UPDATE saga_steps SET status = 'INTERRUPTED', finished_at = now()
-    WHERE saga_id = %(saga_id)s AND owner = %(token)s AND status = 'STARTED'
+INTERRUPT_UNSENT = f"""
+    UPDATE saga_steps SET status = '{AttemptStatus.INTERRUPTED}', finished_at = now()
+    WHERE saga_id = %(saga_id)s AND owner = %(token)s AND status = '{AttemptStatus.STARTED}'
 """
 
-HAD_UNKNOWN_OUTCOME = """
+HAD_UNKNOWN_OUTCOME = f"""
     SELECT 1 FROM saga_steps
-    WHERE saga_id = %s AND step = %s AND phase = %s AND status IN ('FAILED', 'INTERRUPTED')
+    WHERE saga_id = %s AND step = %s AND phase = %s
+      AND status IN ('{AttemptStatus.FAILED}', '{AttemptStatus.INTERRUPTED}')
     LIMIT 1
 """
 
@@ -137,7 +157,7 @@ FINISH_ATTEMPT = """
 # saga makes next (so that a step costs one round trip, not two: the call still leaves only once
 # its attempt is committed). One text for every move, so that the server prepares it once: what
 # a move does not do is passed as NULL or false.
-MOVE = """
+MOVE = f"""
     WITH moved AS (
         UPDATE sagas SET
             status = %(status)s, step = %(step)s, phase = %(phase)s, updated_at = now(),
@@ -153,7 +173,7 @@ MOVE = """
         RETURNING id
     ), finished AS (
         UPDATE saga_steps
-        SET status = 'SUCCEEDED', response = %(response)s, finished_at = now()
+        SET status = '{AttemptStatus.SUCCEEDED}', response = %(response)s, finished_at = now()
         WHERE id = %(attempt_id)s AND EXISTS (SELECT 1 FROM moved)
         RETURNING id
     ), event AS (
@@ -169,7 +189,7 @@ MOVE = """
                (SELECT coalesce(max(attempt), 0) + 1 FROM saga_steps
                 WHERE saga_id = %(saga_id)s AND step = %(next_step)s::integer
                   AND phase = %(next_phase)s::varchar),
-               'STARTED', %(next_key)s::varchar, %(token)s, %(next_request)s
+               '{AttemptStatus.STARTED}', %(next_key)s::varchar, %(token)s, %(next_request)s
         FROM moved WHERE %(next_key)s::varchar IS NOT NULL
         RETURNING id
     )
@@ -181,7 +201,7 @@ STANDS_AT = "SELECT status, step, phase, lease_owner FROM sagas WHERE id = %s"
 # ones an earlier incarnation of this same instance left behind), skipping rows another replica
 # is claiming; each gets a token of its own; the previous owner's unfinished calls are marked
 # INTERRUPTED (their outcome is unknown: the new run repeats them under the same keys).
-CLAIM_EXPIRED = """
+CLAIM_EXPIRED = f"""
     WITH candidates AS (
         SELECT id FROM sagas
         WHERE status IN ('RUNNING', 'COMPENSATING')
@@ -197,8 +217,8 @@ CLAIM_EXPIRED = """
         WHERE id IN (SELECT id FROM candidates)
         RETURNING id, lease_owner
     ), interrupted AS (
-        UPDATE saga_steps SET status = 'INTERRUPTED', finished_at = now()
-        WHERE saga_id IN (SELECT id FROM claimed) AND status = 'STARTED'
+        UPDATE saga_steps SET status = '{AttemptStatus.INTERRUPTED}', finished_at = now()
+        WHERE saga_id IN (SELECT id FROM claimed) AND status = '{AttemptStatus.STARTED}'
     )
     SELECT id, lease_owner FROM claimed
 """
@@ -461,7 +481,7 @@ class SagaStore:
         saga_id: uuid.UUID,
         token: str,
         attempt_id: int,
-        status: str,
+        status: AttemptStatus,
         *,
         response: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
@@ -471,7 +491,7 @@ class SagaStore:
             "saga_id": saga_id,
             "token": token,
             "attempt_id": attempt_id,
-            "status": status,
+            "status": str(status),
             "response": _json(response),
             "error": _json(error),
         }
@@ -488,13 +508,13 @@ class SagaStore:
         error: dict[str, Any] | None = None,
         attention: dict[str, Any] | None = None,
         event: OutcomeEvent | None = None,
-        finished_attempt: tuple[int, str, dict[str, Any] | None] | None = None,
+        finished_attempt: tuple[int, AttemptStatus, dict[str, Any] | None] | None = None,
         ahead: NextAttempt | None = None,
         again: bool = False,
     ) -> int | None:
         """Persist the saga's next position; a final or stuck saga gives up its lease. The
         outcome's event goes into the outbox in the same statement: it exists if and only if
-        the outcome committed. `finished_attempt` (attempt id, "SUCCEEDED", response) records
+        the outcome committed. `finished_attempt` (attempt id, SUCCEEDED, response) records
         the end of the call that led here in the same statement too; `result` (step name,
         response) adds an action's answer to the saga's results; `ahead` is written ahead as the
         next call's attempt, whose id is returned.
