@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from sagaengine.definition import LIVE_STATUSES, SagaStatus
+from sagaengine.postgres import state_of_record
 from sagaengine.schema import OutboxMessage, SagaRecord, StepAttempt
 from sagaengine.store import OutboxStatus, SagaState
 
@@ -87,7 +88,7 @@ class AdminQueries:
             # A row comparison, so the index on (created_at, id) seeks straight to the page.
             query = query.where(tuple_(SagaRecord.created_at, SagaRecord.id) < tuple_(*after))
         async with self.sessionmaker() as session:
-            return [SagaState.of(r) for r in await session.scalars(query.limit(limit))]
+            return [state_of_record(r) for r in await session.scalars(query.limit(limit))]
 
     async def count_by_status(self) -> dict[str, int]:
         """Exact counts: reads every saga's status (GET /admin/stats, not on any page)."""

@@ -30,8 +30,9 @@ from orchestrator.config import Settings, get_settings
 from orchestrator.definitions import REGISTRY as SAGAS
 from sagaengine.http import build_clients
 from sagaengine.outbox import OutboxRelay
+from sagaengine.postgres import PostgresSagaStore
 from sagaengine.runner import SagaRunner
-from sagaengine.store import Owner, SagaStore
+from sagaengine.store import Owner
 from sagaengine.transport import transport
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.service_urls(), settings.service_token, settings.step_timeout
         )
         relay = build_relay(settings, pool, owner)
-        store = SagaStore(pool, settings.lease_seconds)
+        store = PostgresSagaStore(pool, settings.lease_seconds)
         runner = SagaRunner(
             store,
             clients,

@@ -31,7 +31,8 @@ from psycopg_pool import AsyncConnectionPool
 from sagaengine import context as logs
 from sagaengine import metrics
 from sagaengine.outage import Outage, backoff, unavailable
-from sagaengine.store import OutboxStatus, PlainSql
+from sagaengine.postgres import PlainSql
+from sagaengine.store import OutboxStatus
 
 log = logging.getLogger(__name__)
 

@@ -321,14 +321,15 @@ async def _run_the_queries(
     from orchestrator.definitions import CURRENT
     from sagaengine.definition import OutcomeEvent, Phase, Position, RemoteCall, SagaStatus
     from sagaengine.outbox import OutboxRelay, RelayPolicy, list_messages
-    from sagaengine.store import Owner, SagaStore
+    from sagaengine.postgres import PostgresSagaStore
+    from sagaengine.store import Owner
 
     engine = create_async_engine(scratch, poolclass=NullPool)
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     # The hot path is plain SQL through its own pool: its statements are seen by the store.
     pool = await open_pool(scratch, 2)
-    store = SagaStore(pool, sessions, lease_seconds=30)
+    store = PostgresSagaStore(pool, sessions, lease_seconds=30)
     store.sql.statement_hook = capture.statement
     owner = Owner.new("explain:0")
     key, lock = f"explain-{uuid.uuid4()}", f"order:explain-{uuid.uuid4()}"
