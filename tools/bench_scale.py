@@ -318,19 +318,21 @@ async def _run_the_queries(
     scratch database: one saga through its steps, a lease that expires and is claimed, its
     event relayed, and the admin page's reads (`cursor`: a page boundary of the seeded
     database, so that the next-page query is explained where it matters)."""
+    from orchestrator.admin_queries import AdminQueries
     from orchestrator.definitions import CURRENT
     from sagaengine.definition import OutcomeEvent, Phase, Position, RemoteCall, SagaStatus
-    from sagaengine.outbox import OutboxRelay, RelayPolicy, list_messages
+    from sagaengine.outbox import OutboxRelay, RelayPolicy
     from sagaengine.postgres import PostgresSagaStore
-    from sagaengine.store import Owner
+    from sagaengine.store import AttemptStatus, OutboxStatus, Owner
 
     engine = create_async_engine(scratch, poolclass=NullPool)
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     # The hot path is plain SQL through its own pool: its statements are seen by the store.
     pool = await open_pool(scratch, 2)
-    store = PostgresSagaStore(pool, sessions, lease_seconds=30)
+    store = PostgresSagaStore(pool, lease_seconds=30)
     store.sql.statement_hook = capture.statement
+    admin = AdminQueries(sessions)  # the admin reads, on SQLAlchemy: captured by the listener
     owner = Owner.new("explain:0")
     key, lock = f"explain-{uuid.uuid4()}", f"order:explain-{uuid.uuid4()}"
     token, state = owner.lease_token(), None
@@ -349,7 +351,9 @@ async def _run_the_queries(
                 state.id, token, 0, "start_order_payment", Phase.ACTION, "k", call
             )
         with capture.label("step: finish attempt"):
-            await store.finish_attempt(state.id, token, attempt, "SUCCEEDED", response={})
+            await store.finish_attempt(
+                state.id, token, attempt, AttemptStatus.SUCCEEDED, response={}
+            )
         with capture.label("step: had an unknown outcome"):
             await store.had_unknown_outcome(state.id, 0, Phase.ACTION)
         with capture.label("saga: move to the next step"):
@@ -359,7 +363,7 @@ async def _run_the_queries(
         with capture.label("saga: get by id (status, ?wait=)"):
             await store.get(state.id)
         with capture.label("saga: its step attempts"):
-            await store.attempts(state.id)
+            await admin.attempts(state.id)
         with capture.label("step: write-ahead attempt (left unfinished)"):
             await store.begin_attempt(state.id, token, 1, "deduct_balance", Phase.ACTION, "k", call)
         async with engine.connect() as conn:  # the run died: its lease expires (not captured)
@@ -385,7 +389,7 @@ async def _run_the_queries(
             await conn.execute(text("ANALYZE sagas, outbox"))
         ok = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
         async with httpx.AsyncClient(transport=ok, base_url="http://platform") as http:
-            relay = OutboxRelay(pool, sessions, http, owner="explain", policy=RelayPolicy())
+            relay = OutboxRelay(pool, http, owner="explain", policy=RelayPolicy())
             relay.sql.statement_hook = capture.statement
             with capture.label("relay: claim"):
                 claim_token, events = await relay.claim(50)
@@ -396,12 +400,12 @@ async def _run_the_queries(
             # exact_below=0: the statements the page sends once the table is large, which
             # is what the seeded database is (the scratch one is not).
             with capture.label("admin page: outbox counts at a glance"):
-                await relay.backlog(at_a_glance=True, exact_below=0)
+                await admin.outbox_backlog(at_a_glance=True, exact_below=0)
             with capture.label("/admin/outbox: exact outbox counts (an API call, not a page)"):
-                await relay.backlog()
+                await admin.outbox_backlog()
         with capture.label("admin: outbox rows"):
-            await list_messages(sessions, None, 100)
-            await list_messages(sessions, "PENDING", 100)
+            await admin.outbox_messages(None, 100)
+            await admin.outbox_messages(OutboxStatus.PENDING, 100)
         with capture.label("shutdown: release leases"):
             await store.release_leases(owner)
         with capture.label("admin: retry"):
@@ -409,18 +413,18 @@ async def _run_the_queries(
             await store.claim_for_retry(state.id, owner, resume)
         for status in (None, SagaStatus.COMPLETED, SagaStatus.NEEDS_ATTENTION):
             with capture.label(f"admin list: first page, status={status}"):
-                await store.page(status=status, saga_type=None, limit=51, after=None)
+                await admin.page(status=status, saga_type=None, limit=51, after=None)
         with capture.label("admin list: first page, type=reservation"):
-            await store.page(status=None, saga_type="reservation", limit=51, after=None)
+            await admin.page(status=None, saga_type="reservation", limit=51, after=None)
         with capture.label("admin list: since a day ago"):
             since = datetime.now(UTC) - timedelta(days=1)
-            await store.page(status=None, saga_type=None, limit=51, after=None, since=since)
+            await admin.page(status=None, saga_type=None, limit=51, after=None, since=since)
         with capture.label("admin list: next page (cursor)"):
-            await store.page(status=None, saga_type=None, limit=51, after=cursor)
+            await admin.page(status=None, saga_type=None, limit=51, after=cursor)
         with capture.label("admin page: counts by status at a glance"):
-            await store.counts_at_a_glance(exact_below=0)
+            await admin.counts_at_a_glance(exact_below=0)
         with capture.label("/admin/stats: exact counts by status (an API call, not a page)"):
-            await store.count_by_status()
+            await admin.count_by_status()
     finally:
         await pool.close()
         await engine.dispose()
@@ -428,19 +432,19 @@ async def _run_the_queries(
 
 def _run_the_purge(scratch: URL, capture: _Capture) -> None:
     """The purge as it runs daily with a month's age: a day of the seeded month is past it."""
-    from orchestrator import maintenance
+    from sagaengine import purge
 
     engine = create_engine(scratch, poolclass=NullPool)
     event.listen(engine, "before_cursor_execute", capture)
     try:
         with engine.connect() as conn:
-            cutoff = maintenance.cutoff_of(conn, timedelta(days=29))
+            cutoff = purge.cutoff_of(conn, timedelta(days=29))
             with capture.label("purge: dry-run count"):
-                maintenance.count(conn, cutoff)
+                purge.count(conn, cutoff)
             with capture.label("purge: one batch"):
-                maintenance.purge_batch(conn, cutoff, 5000)
+                purge.purge_batch(conn, cutoff, 5000)
             with capture.label("purge: one batch, archived"):
-                maintenance.purge_batch(conn, cutoff, 5000, archive=True)
+                purge.purge_batch(conn, cutoff, 5000, archive=True)
             conn.rollback()
     finally:
         engine.dispose()
