@@ -1,31 +1,14 @@
 """Domain errors and the one JSON error body: `{"error": {"code", "message"}}`.
 
-Standard library only, so that every service's domain module can raise them.
+`DomainError` is the participant kit's `Refusal` under the name the services use, so that the
+idempotency store, which knows only the kit, treats every domain error as a refusal.
 """
 
-from typing import Any
+from sagaengine.participant.errors import Refusal, error_body
 
+__all__ = ["DomainError", "NotFound", "error_body"]
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, **extra}}
-
-
-class DomainError(Exception):
-    """An expected business outcome; the handler maps it to a 4xx with its machine code."""
-
-    status_code = 409
-    code = "conflict"
-
-    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-        if status_code is not None:
-            self.status_code = status_code
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message)
+DomainError = Refusal
 
 
 class NotFound(DomainError):

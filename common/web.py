@@ -20,8 +20,8 @@ from common.db import create_service_engine, head_revision, not_ready, reading
 from common.errors import error_body
 from common.fields import IdempotencyKeyValue, Text
 from common.handlers import DOCUMENTED_ERRORS, RETRY_AFTER, install_error_handlers
-from common.idempotency import IdempotencyStore, Outcome, StoredResponse
 from common.settings import ServiceSettings
+from sagaengine.participant import IdempotencyStore, Outcome, StoredResponse
 
 log = logging.getLogger(__name__)
 

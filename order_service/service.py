@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from common.db import reading
 from common.fields import INT64_MAX
-from common.idempotency import IdempotencyStore, StoredResponse
 from order_service.domain import (
     IllegalTransition,
     OrderLine,
@@ -23,6 +22,7 @@ from order_service.domain import (
     order_amount,
 )
 from order_service.models import IdempotencyRecord, Order, OrderItem
+from sagaengine.participant import IdempotencyStore, StoredResponse
 
 idempotency = IdempotencyStore(IdempotencyRecord)
 

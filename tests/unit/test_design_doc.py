@@ -25,6 +25,7 @@ ENGLISH = ROOT / "docs" / "design.md"
 KOREAN = ROOT / "docs" / "design.ko.md"
 DOCS = [ENGLISH, KOREAN]
 PACKAGES = (
+    "sagaengine",
     "common",
     "orchestrator",
     "order_service",
