@@ -3,7 +3,12 @@
 Every step the orchestrator calls carries an `Idempotency-Key`. The service runs the step through
 an `IdempotencyStore`, which commits the effect and its key in one local transaction, replays the
 stored answer to a retry, refuses a key reused for another request, and lets a compensation undo
-its action at most once, or tombstone it if it never arrived.
+its action at most once, or tombstone it if it never arrived. `POST /_idempotency/settle` tells
+the orchestrator what became of a step whose answer was lost.
+
+- `sagaengine.participant` (this module): the store and the refusal protocol (SQLAlchemy only).
+- `sagaengine.participant.fields`: the key as a pydantic type (`IdempotencyKeyValue`).
+- `sagaengine.participant.fastapi`: the key header, `stored_response()`, `settle_router()`.
 
 Exceptions:
 
