@@ -9,6 +9,7 @@ the orchestrator what became of a step whose answer was lost.
 - `sagaengine.participant` (this module): the store and the refusal protocol (SQLAlchemy only).
 - `sagaengine.participant.fields`: the key as a pydantic type (`IdempotencyKeyValue`).
 - `sagaengine.participant.fastapi`: the key header, `stored_response()`, `settle_router()`.
+- `sagaengine.participant.migrations`: Alembic operations for the `idempotency_keys` table.
 
 Exceptions:
 

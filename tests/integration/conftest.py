@@ -1,0 +1,23 @@
+"""Fixtures shared by the integration tests."""
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine, make_url
+
+from common.db import drop_database, ensure_database
+from tests.conftest import PREFIX, TEST_PG_URL
+
+
+@pytest.fixture(scope="module")
+def scratch_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """An empty database of the test module's own, beside the suite's, dropped afterwards."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    url = make_url(TEST_PG_URL).set(drivername="postgresql+psycopg", database=f"{PREFIX}_{name}")
+    drop_database(url)
+    ensure_database(url)
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
+    drop_database(url)
