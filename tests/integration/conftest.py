@@ -1,10 +1,12 @@
-"""Fixtures shared by the integration tests."""
+"""Fixtures shared by the integration tests (the helpers they import are in support.py)."""
 
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from common.db import drop_database, ensure_database
 from tests.conftest import PREFIX, TEST_PG_URL
@@ -21,3 +23,9 @@ def scratch_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     yield engine
     engine.dispose()
     drop_database(url)
+
+
+@pytest.fixture
+def db(client: TestClient) -> sessionmaker[Session]:
+    """Sessions on the database of the module's service (its `client`), to look behind its API."""
+    return client.app.state.sessionmaker
