@@ -17,6 +17,8 @@ migration that called it must create the same thing forever, so a new shape is a
         op.create_table("orders", ...)
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -35,7 +37,7 @@ TABLE = "idempotency_keys"
 # Widths are written out, not taken from the store's constants: a shape is frozen once released.
 
 
-def _answer_columns() -> list[sa.Column]:
+def _answer_columns() -> list[sa.Column[Any]]:
     """The columns of every shape up to the answer: key, request fingerprint, outcome, answer."""
     return [
         sa.Column("key", sa.String(length=200), nullable=False),
@@ -46,11 +48,11 @@ def _answer_columns() -> list[sa.Column]:
     ]
 
 
-def _reversed_by() -> sa.Column:
+def _reversed_by() -> sa.Column[Any]:
     return sa.Column("reversed_by", sa.String(length=200), nullable=True)
 
 
-def _created_at() -> sa.Column:
+def _created_at() -> sa.Column[Any]:
     return sa.Column(
         "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
     )

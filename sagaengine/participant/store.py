@@ -71,6 +71,13 @@ def fingerprint(operation: str, request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _answer_of(record: IdempotencyRecordMixin, *, replayed: bool = False) -> StoredResponse:
+    """The answer a committed record holds. Only the transaction that claimed a key sees it
+    PENDING, without an answer, and that one never reads it back."""
+    assert record.status_code is not None and record.response is not None, record.key
+    return StoredResponse(record.status_code, record.response, Outcome(record.outcome), replayed)
+
+
 class IdempotencyStore:
     def __init__(self, model: type[IdempotencyRecordMixin]):
         self.model = model
@@ -97,9 +104,7 @@ class IdempotencyStore:
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {key!r} was already used for a different request"
             )
-        return StoredResponse(
-            record.status_code, record.response, Outcome(record.outcome), replayed=True
-        )
+        return _answer_of(record, replayed=True)
 
     def execute(
         self,
@@ -160,7 +165,7 @@ class IdempotencyStore:
         if placed is not None:
             return None
         record = session.execute(select(model).where(model.key == action_key)).scalar_one()
-        return StoredResponse(record.status_code, record.response, Outcome(record.outcome))
+        return _answer_of(record)
 
     def reverse_once(
         self, session: Session, action_key: str, compensation_key: str
