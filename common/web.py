@@ -98,7 +98,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
 ) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_service_engine(
             settings.sqlalchemy_url, settings.db_pool_size, settings.db_max_overflow
         )

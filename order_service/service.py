@@ -142,10 +142,10 @@ def _release(
         if start is None:
             # Nothing to undo: this must succeed whatever else is true, or the tombstone just
             # placed would be rolled back with the refusal.
-            order = session.get(Order, order_id)
-            return 200, {"order": to_json(_view(order)) if order else None, "released": False}
-        order = _compare_and_set(session, order_id, move)
-        return 200, {"order": to_json(order), "released": True}
+            current = session.get(Order, order_id)
+            return 200, {"order": to_json(_view(current)) if current else None, "released": False}
+        released = _compare_and_set(session, order_id, move)
+        return 200, {"order": to_json(released), "released": True}
 
     return idempotency.execute(
         session, key, operation, {"order_id": order_id, "start_key": start_key}, apply
