@@ -336,6 +336,8 @@ class SagaRunner:
         finally:
             self._running.pop(saga_id, None)
             self._ahead.pop(saga_id, None)
+            if state is None or state.is_final:
+                self._deadline_lifted.discard(saga_id)
             self._notify(saga_id)
 
     @staticmethod

@@ -8,6 +8,8 @@ tests do not move when the application's sagas do."""
 import asyncio
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -132,11 +134,13 @@ def _runner(
     participants: Participants,
     name: str = "replica-a",
     on_outcome: Callable[[], None] | None = None,
+    definition: SagaDefinition = TRIP,
 ) -> SagaRunner:
     return SagaRunner(
         store,
         dict.fromkeys(("stock", "bank", "shop"), participants),  # type: ignore[arg-type]
-        definitions={TRIP.key: TRIP},
+        definitions={definition.key: definition},
+        clock=store.clock,
         owner=Owner.new(name),
         step_timeout=1.0,
         action_policy=POLICY,
@@ -353,3 +357,63 @@ async def test_an_operator_retry_resumes_a_stuck_saga_where_it_stopped(
     assert _events(store, ended) == [f"trip.{status.lower()}"]
     assert not await runner.retry(ended)  # once it moves on, there is nothing to retry
     await runner.stop()
+
+
+# --- the deadline -------------------------------------------------------------------------------
+
+DEADLINE = timedelta(minutes=1)
+# The trip with a deadline, and a step after its pivot that only goes forward.
+NOTIFY = Step("notify", _call("shop", "/notify"), kind=StepKind.RETRIABLE)
+LATE_TRIP = replace(TRIP, steps=(*TRIP.steps, NOTIFY), deadline=DEADLINE)
+
+
+async def _past_the_deadline_during(
+    store: InMemorySagaStore, participants: Participants, path: str
+) -> tuple[SagaRunner, SagaState]:
+    """Run a LATE_TRIP whose call to `path` takes longer than the saga's deadline."""
+    runner = _runner(store, participants, definition=LATE_TRIP)
+    token = runner.owner.lease_token()
+    saga = await store.create(LATE_TRIP, {"trip": 1}, None, f"trip:{uuid.uuid4()}", token)
+    assert saga is not None
+    reached, released = participants.hold(path)
+    run = asyncio.create_task(runner.run(saga.id, token))
+    await reached.wait()
+    store.clock.advance(DEADLINE.total_seconds() + 1)  # type: ignore[attr-defined]
+    released.set()
+    await run
+    ended = await store.get(saga.id)
+    assert ended is not None
+    return runner, ended
+
+
+async def test_past_its_deadline_no_new_action_starts_and_the_saga_compensates(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+
+    _, saga = await _past_the_deadline_during(store, participants, "/charge")
+
+    # The charge in flight ends; the pivot is never called; what applied is undone.
+    assert participants.calls == ["/reserve", "/charge", "/refund", "/release"]
+    assert saga.status is SagaStatus.COMPENSATED
+    assert saga.error is not None
+    assert (saga.error["code"], saga.error["step"]) == ("deadline_exceeded", "confirm")
+
+
+async def test_past_its_deadline_after_the_pivot_the_saga_waits_for_an_operator(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+
+    runner, saga = await _past_the_deadline_during(store, participants, "/confirm")
+
+    assert participants.calls == ["/reserve", "/charge", "/confirm"]  # nothing undone
+    assert saga.status is SagaStatus.NEEDS_ATTENTION
+    assert saga.attention is not None
+    assert (saga.attention["code"], saga.attention["step"]) == ("deadline_exceeded", "notify")
+
+    # The operator decides: the retry goes on past the deadline.
+    assert await runner.retry(saga)
+    ended = await runner.wait_until_final(saga.id, timeout=5)
+    assert ended is not None and ended.status is SagaStatus.COMPLETED
+    assert participants.calls[-1] == "/notify"
