@@ -41,6 +41,7 @@ from sqlalchemy.pool import NullPool
 
 from sagaengine.definition import FINAL_STATUSES
 from sagaengine.schema import OutboxMessage, SagaRecord, StepAttempt
+from sagaengine.store import OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class PurgeReport:
 def _undelivered_event():
     return (
         select(OutboxMessage.id)
-        .where(OutboxMessage.saga_id == SagaRecord.id, OutboxMessage.status != "DELIVERED")
+        .where(
+            OutboxMessage.saga_id == SagaRecord.id, OutboxMessage.status != OutboxStatus.DELIVERED
+        )
         .exists()
     )
 

@@ -51,7 +51,7 @@ from sagaengine.definition import (
 from sagaengine.http import BusinessRefusal, ServiceClient, StepError, TransientFault
 from sagaengine.metrics import EngineMetrics
 from sagaengine.outage import Outage, backoff, unavailable
-from sagaengine.store import LeaseLost, NextAttempt, Owner, SagaState, SagaStore
+from sagaengine.store import AttemptStatus, LeaseLost, NextAttempt, Owner, SagaState, SagaStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -164,10 +164,10 @@ class Called:
     error: StepError | None = None
     unrecorded: int | None = None
 
-    def finished(self) -> tuple[int, str, dict[str, Any] | None] | None:
+    def finished(self) -> tuple[int, AttemptStatus, dict[str, Any] | None] | None:
         if self.unrecorded is None:
             return None
-        return self.unrecorded, "SUCCEEDED", self.response
+        return self.unrecorded, AttemptStatus.SUCCEEDED, self.response
 
 
 class SagaRunner:
@@ -536,7 +536,7 @@ class SagaRunner:
         changed: SagaState,
         *,
         result: tuple[str, dict[str, Any]] | None = None,
-        finished_attempt: tuple[int, str, dict[str, Any] | None] | None = None,
+        finished_attempt: tuple[int, AttemptStatus, dict[str, Any] | None] | None = None,
     ) -> SagaState:
         """Persist a move to `to` (`changed`: the state with the move's new results or error),
         with its outcome event if it ends the saga, and the write-ahead of the call it makes
@@ -663,7 +663,11 @@ class SagaRunner:
                     try:
                         response = await client.send(call, key if send_key else None, timeout)
                     except StepError as failure:
-                        status = "REFUSED" if isinstance(failure, BusinessRefusal) else "FAILED"
+                        status = (
+                            AttemptStatus.REFUSED
+                            if isinstance(failure, BusinessRefusal)
+                            else AttemptStatus.FAILED
+                        )
                         await self._finish(
                             state, token, attempt_id, status, error=failure.as_json()
                         )
@@ -676,7 +680,9 @@ class SagaRunner:
                     log.info("%s %s: SUCCEEDED", step.name, phase)
                     if defer_success:
                         return Called(CallOutcome.SUCCEEDED, response, unrecorded=attempt_id)
-                    await self._finish(state, token, attempt_id, "SUCCEEDED", response=response)
+                    await self._finish(
+                        state, token, attempt_id, AttemptStatus.SUCCEEDED, response=response
+                    )
                     return Called(CallOutcome.SUCCEEDED, response)
         except BusinessRefusal as refusal:
             if refusal.code in policy.retry_on:  # "not yet", for longer than the budget
@@ -712,7 +718,12 @@ class SagaRunner:
         )
 
     async def _finish(
-        self, state: SagaState, token: str, attempt_id: int, status: str, **outcome: Any
+        self,
+        state: SagaState,
+        token: str,
+        attempt_id: int,
+        status: AttemptStatus,
+        **outcome: Any,
     ) -> None:
         await self._persisted(
             lambda _: self.store.finish_attempt(state.id, token, attempt_id, status, **outcome)
