@@ -28,7 +28,7 @@ class ScenarioResult:
     # NEEDS_ATTENTION, then an operator mended the fault and retried: where the saga ended.
     retried: SagaStatus | None
     violations: tuple[str, ...]
-    arrivals: tuple[Arrival, ...]  # every call that reached a participant, in order
+    arrivals: tuple[Arrival, ...]  # every call made (and what became of it), in order
     ledger: Mapping[str, ActionLedger]  # by action key
 
     @property
