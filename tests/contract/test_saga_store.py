@@ -2,6 +2,7 @@
 PostgreSQL, and the one in memory that the runner's unit tests stand on. What passes here may
 stand in for the other."""
 
+import inspect
 import uuid
 from datetime import timedelta
 
@@ -19,6 +20,8 @@ from sagaengine.definition import (
     Step,
     StepKind,
 )
+from sagaengine.memory import InMemorySagaStore
+from sagaengine.postgres import PostgresSagaStore
 from sagaengine.store import (
     AttemptStatus,
     LeaseLost,
@@ -646,3 +649,22 @@ async def test_only_a_stuck_saga_can_be_retried_and_only_forward_or_back(harness
     with pytest.raises(IllegalSagaTransition):
         await store.claim_for_retry(stuck.id, ANOTHER, COMPLETED)
     assert await store.get(stuck.id) == stuck
+
+
+# -- the port itself ---------------------------------------------------------------------------
+
+PORT_METHODS = sorted(
+    name
+    for name, member in vars(SagaStore).items()
+    if inspect.iscoroutinefunction(member) and not name.startswith("_")
+)
+
+
+@pytest.mark.parametrize("store", [PostgresSagaStore, InMemorySagaStore])
+@pytest.mark.parametrize("method", PORT_METHODS)
+def test_each_store_takes_each_method_of_the_port_as_the_port_declares_it(store: type, method: str):
+    """No type checker runs here: the signatures are compared instead, names, kinds, defaults
+    and annotations alike."""
+    assert inspect.signature(getattr(store, method)) == inspect.signature(
+        getattr(SagaStore, method)
+    )
