@@ -48,7 +48,7 @@ from sagaengine.definition import (
     StepKind,
     idempotency_key,
 )
-from sagaengine.http import BusinessRefusal, ServiceClient, StepError, TransientFault
+from sagaengine.http import BusinessRefusal, ParticipantClient, StepError, TransientFault
 from sagaengine.metrics import EngineMetrics
 from sagaengine.outage import Outage, backoff, unavailable
 from sagaengine.store import AttemptStatus, LeaseLost, NextAttempt, Owner, SagaState, SagaStore
@@ -174,7 +174,7 @@ class SagaRunner:
     def __init__(
         self,
         store: SagaStore,
-        clients: Mapping[str, ServiceClient],
+        clients: Mapping[str, ParticipantClient],
         *,
         definitions: Mapping[tuple[str, int], SagaDefinition[Any]],
         owner: Owner,

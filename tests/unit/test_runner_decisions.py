@@ -138,7 +138,7 @@ def _runner(
 ) -> SagaRunner:
     return SagaRunner(
         store,
-        dict.fromkeys(("stock", "bank", "shop"), participants),  # type: ignore[arg-type]
+        dict.fromkeys(("stock", "bank", "shop"), participants),
         definitions={definition.key: definition},
         clock=store.clock,
         owner=Owner.new(name),
