@@ -1,26 +1,17 @@
 """Input types of the public contract: integers are JSON integers within signed 64 bits, and
-text is text PostgreSQL can store."""
+text is text PostgreSQL can store (the participant kit's check, the one its keys pass)."""
 
 import re
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import AfterValidator, BeforeValidator, Field, StrictInt
+from pydantic import BeforeValidator, Field, StrictInt
+
+from sagaengine.participant.fields import StorableText
 
 INT64_MAX = 2**63 - 1
 
-
-def _storable(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
-
-
-Text = Annotated[str, AfterValidator(_storable)]
+Text = StorableText
 
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -39,4 +30,3 @@ Balance = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
 Quantity = Annotated[StrictInt, Field(gt=0, le=INT64_MAX)]
 # An id in a URL path (`/orders/{order_id}`): digits only, 1 to 2**63 - 1.
 PathId = Annotated[int, Path(ge=1, le=INT64_MAX), BeforeValidator(_digits_only)]
-IdempotencyKeyValue = Annotated[Text, Field(min_length=1, max_length=200)]

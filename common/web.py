@@ -1,16 +1,16 @@
 """The FastAPI app shell shared by the domain services: engine in the lifespan, error handlers,
-`/health`, `/metrics`, and the fault-injection router when enabled."""
+`/health`, `/metrics`, the participant kit's settle endpoint, and the fault-injection router when
+enabled."""
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,10 +18,13 @@ from common import faults, logs, metrics
 from common.auth import require_service_token
 from common.db import create_service_engine, head_revision, not_ready, reading
 from common.errors import error_body
-from common.fields import IdempotencyKeyValue, Text
 from common.handlers import DOCUMENTED_ERRORS, RETRY_AFTER, install_error_handlers
-from common.idempotency import IdempotencyStore, Outcome, StoredResponse
 from common.settings import ServiceSettings
+from sagaengine.participant import IdempotencyStore
+from sagaengine.participant.fastapi import (
+    OptionalIdempotencyKey as OptionalIdempotencyKey,  # the header type orchestrator/api.py takes
+)
+from sagaengine.participant.fastapi import settle_router
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
 ) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_service_engine(
             settings.sqlalchemy_url, settings.db_pool_size, settings.db_max_overflow
         )
@@ -107,14 +110,15 @@ def create_service_app(
     app = FastAPI(title=title, lifespan=lifespan, responses=DOCUMENTED_ERRORS)
     app.state.settings = settings
     app.state.migration_head = head_revision(settings.migrations)
-    app.state.idempotency = idempotency
     app.state.faults = faults.FaultInjector() if settings.fault_injection else None
     install_error_handlers(app)
     metrics.instrument(app)
     logs.instrument(app)
     app.include_router(health_router)
     if idempotency is not None:
-        app.include_router(settle_router)
+        app.include_router(
+            settle_router(idempotency, get_session=get_session, authorize=require_service_token)
+        )
     if settings.fault_injection and idempotency is not None:
         idempotency.injected_refusal = app.state.faults.refuse_if_set
         app.include_router(faults.router)
@@ -122,48 +126,3 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     return app
-
-
-class SettleRequest(BaseModel):
-    key: IdempotencyKeyValue
-
-
-class SettleResponse(BaseModel):
-    key: str
-    outcome: Outcome
-    status_code: int | None
-    response: dict[str, Any] | None
-
-
-settle_router = APIRouter(tags=["idempotency"], dependencies=[Depends(require_service_token)])
-
-
-@settle_router.post("/_idempotency/settle")
-def settle_action(body: SettleRequest, request: Request, session: SessionDep) -> SettleResponse:
-    """Resolve an action of unknown outcome: its record if it ran, else a tombstone that refuses it.
-
-    The orchestrator calls this for a step it cannot compensate (a pivot) before deciding whether
-    the saga went through.
-    """
-    store: IdempotencyStore = request.app.state.idempotency
-    with session.begin():
-        record = store.settle_action(session, body.key)
-    if record is None:
-        return SettleResponse(
-            key=body.key, outcome=Outcome.TOMBSTONE, status_code=None, response=None
-        )
-    return SettleResponse(
-        key=body.key, outcome=record.outcome, status_code=record.status_code, response=record.body
-    )
-
-
-def stored_response(stored: StoredResponse) -> JSONResponse:
-    """The HTTP answer of an idempotent operation, marked when it is a replay."""
-    headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
-    return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)
-
-
-IdempotencyKey = Annotated[Text, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
-OptionalIdempotencyKey = Annotated[
-    Text | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
-]

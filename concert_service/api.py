@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 from common.auth import require_service_token
 from common.faults import fault_point
 from common.fields import PathId
-from common.web import IdempotencyKey, SessionDep, stored_response
+from common.web import SessionDep
 from concert_service import service
 from concert_service.domain import SeatView
 from concert_service.schemas import (
@@ -17,6 +17,7 @@ from concert_service.schemas import (
     ReleaseHold,
     SeatOut,
 )
+from sagaengine.participant.fastapi import IdempotencyKey, stored_response
 
 router = APIRouter(tags=["concerts"])
 # Called by the orchestrator only: a service token, a required Idempotency-Key.

@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.idempotency import IdempotencyRecordMixin
+from sagaengine.participant import IdempotencyRecordMixin
 
 
 class Base(DeclarativeBase):

@@ -1,7 +1,8 @@
 from pydantic import BaseModel, Field
 
-from common.fields import Id, IdempotencyKeyValue, Money, Text
+from common.fields import Id, Money, Text
 from concert_service.domain import MAX_SEATS
+from sagaengine.participant.fields import IdempotencyKeyValue
 
 
 class CreateConcert(BaseModel):

@@ -8,7 +8,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from common.db import reading
-from common.idempotency import IdempotencyStore, StoredResponse
 from concert_service.domain import (
     ACTIVE,
     ConcertNotFound,
@@ -22,6 +21,7 @@ from concert_service.domain import (
     seat_status,
 )
 from concert_service.models import Concert, IdempotencyRecord, Reservation, Seat
+from sagaengine.participant import IdempotencyStore, StoredResponse
 
 idempotency = IdempotencyStore(IdempotencyRecord)
 

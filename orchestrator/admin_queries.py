@@ -13,8 +13,9 @@ from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from sagaengine.definition import LIVE_STATUSES, SagaStatus
+from sagaengine.postgres import state_of_record
 from sagaengine.schema import OutboxMessage, SagaRecord, StepAttempt
-from sagaengine.store import SagaState
+from sagaengine.store import OutboxStatus, SagaState
 
 SAGAS = SagaRecord.__table__
 
@@ -87,7 +88,7 @@ class AdminQueries:
             # A row comparison, so the index on (created_at, id) seeks straight to the page.
             query = query.where(tuple_(SagaRecord.created_at, SagaRecord.id) < tuple_(*after))
         async with self.sessionmaker() as session:
-            return [SagaState.of(r) for r in await session.scalars(query.limit(limit))]
+            return [state_of_record(r) for r in await session.scalars(query.limit(limit))]
 
     async def count_by_status(self) -> dict[str, int]:
         """Exact counts: reads every saga's status (GET /admin/stats, not on any page)."""
@@ -136,7 +137,7 @@ class AdminQueries:
         (the admin page, on every load): pending exactly, through their index; delivered
         estimated from the planner's statistics once the table is large (see
         counts_at_a_glance), instead of counted row by row."""
-        pending_only = OutboxMessage.status == "PENDING"
+        pending_only = OutboxMessage.status == OutboxStatus.PENDING
         async with self.sessionmaker() as session:
             oldest = await session.scalar(
                 select(
@@ -164,12 +165,12 @@ class AdminQueries:
                 ).all()
             )
         return {
-            "pending": counts.get("PENDING", 0),
-            "delivered": counts.get("DELIVERED", 0),
+            "pending": counts.get(OutboxStatus.PENDING, 0),
+            "delivered": counts.get(OutboxStatus.DELIVERED, 0),
             "oldest_pending_seconds": float(oldest) if oldest is not None else None,
         }
 
-    async def outbox_messages(self, status: str | None, limit: int) -> list[OutboxMessage]:
+    async def outbox_messages(self, status: OutboxStatus | None, limit: int) -> list[OutboxMessage]:
         query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
         if status is not None:
             query = query.where(OutboxMessage.status == status)

@@ -2,7 +2,7 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -27,7 +27,7 @@ from sagaengine.outage import unavailable
 from sagaengine.registry import Registry
 from sagaengine.runner import SagaRunner
 from sagaengine.starting import SagaNotFound, start_saga
-from sagaengine.store import SagaState
+from sagaengine.store import OutboxStatus, SagaState
 
 router = APIRouter(tags=["sagas"])
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
@@ -283,7 +283,7 @@ async def stats(admin: AdminDep) -> dict[str, Any]:
 @admin.get("/outbox")
 async def outbox(
     admin: AdminDep,
-    status: Annotated[Literal["PENDING", "DELIVERED"] | None, Query()] = None,
+    status: Annotated[OutboxStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """The data-platform outbox: backlog counts, and the latest rows (newest first)."""

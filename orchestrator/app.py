@@ -33,9 +33,10 @@ from orchestrator.definitions import SAGAS
 from sagaengine.http import build_clients
 from sagaengine.metrics import EngineMetrics
 from sagaengine.outbox import OutboxRelay
+from sagaengine.postgres import PostgresSagaStore
 from sagaengine.registry import Registry
 from sagaengine.runner import SagaRunner
-from sagaengine.store import Owner, SagaStore
+from sagaengine.store import Owner
 from sagaengine.transport import transport
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
             settings.step_timeout,
         )
         relay = build_relay(settings, pool, owner, metrics)
-        store = SagaStore(pool, settings.lease_seconds)
+        store = PostgresSagaStore(pool, settings.lease_seconds)
         runner = SagaRunner(
             store,
             clients,

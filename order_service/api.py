@@ -4,10 +4,11 @@ from fastapi.responses import JSONResponse
 from common.auth import require_service_token
 from common.faults import fault_point
 from common.fields import PathId
-from common.web import IdempotencyKey, SessionDep, stored_response
+from common.web import SessionDep
 from order_service import service
 from order_service.domain import OrderLine
 from order_service.schemas import CreateOrder, OrderOut, ReleasePayment
+from sagaengine.participant.fastapi import IdempotencyKey, stored_response
 
 router = APIRouter(tags=["orders"])
 # Called by the orchestrator only: a service token, a required Idempotency-Key.

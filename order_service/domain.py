@@ -6,7 +6,7 @@ else pays, cancels or refunds it until the saga moves it on.
 """
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from common.errors import DomainError, NotFound
 
@@ -20,21 +20,22 @@ class OrderStatus(StrEnum):
     REFUNDED = "REFUNDED"
 
 
-# Every legal move of an order's status; every change is checked against it (service.py).
-TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset({OrderStatus.PAYMENT_IN_PROGRESS, OrderStatus.CANCELLED}),
-    OrderStatus.PAYMENT_IN_PROGRESS: frozenset({OrderStatus.PAID, OrderStatus.PENDING}),
-    OrderStatus.PAID: frozenset({OrderStatus.REFUND_IN_PROGRESS}),
-    OrderStatus.REFUND_IN_PROGRESS: frozenset({OrderStatus.REFUNDED, OrderStatus.PAID}),
-    OrderStatus.CANCELLED: frozenset(),
-    OrderStatus.REFUNDED: frozenset(),
-}
+class OrderMove(Enum):
+    """Every legal move of an order's status, and the refusal's code when the order is not where
+    the move starts (the compare-and-set failed): this table is the order's status machine."""
 
+    CANCEL = (OrderStatus.PENDING, OrderStatus.CANCELLED, "order_not_cancellable")
+    START_PAYMENT = (OrderStatus.PENDING, OrderStatus.PAYMENT_IN_PROGRESS, "order_not_payable")
+    COMPLETE_PAYMENT = (OrderStatus.PAYMENT_IN_PROGRESS, OrderStatus.PAID, "order_not_in_payment")
+    RELEASE_PAYMENT = (OrderStatus.PAYMENT_IN_PROGRESS, OrderStatus.PENDING, "order_not_in_payment")
+    START_REFUND = (OrderStatus.PAID, OrderStatus.REFUND_IN_PROGRESS, "order_not_refundable")
+    COMPLETE_REFUND = (OrderStatus.REFUND_IN_PROGRESS, OrderStatus.REFUNDED, "order_not_in_refund")
+    RELEASE_REFUND = (OrderStatus.REFUND_IN_PROGRESS, OrderStatus.PAID, "order_not_in_refund")
 
-def check_transition(current: OrderStatus, new: OrderStatus) -> None:
-    """Refuse (as a bug, not a business answer) a move the status machine does not have."""
-    if new not in TRANSITIONS[current]:
-        raise ValueError(f"an order cannot go from {current} to {new}")
+    def __init__(self, source: OrderStatus, target: OrderStatus, refusal: str):
+        self.source = source
+        self.target = target
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from common.idempotency import IdempotencyRecordMixin
+from sagaengine.participant import IdempotencyRecordMixin
 
 
 class Base(DeclarativeBase):

@@ -1,6 +1,7 @@
 from pydantic import BaseModel, Field
 
-from common.fields import Id, IdempotencyKeyValue, Money, Quantity
+from common.fields import Id, Money, Quantity
+from sagaengine.participant.fields import IdempotencyKeyValue
 
 
 class OrderItemIn(BaseModel):

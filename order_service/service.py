@@ -12,17 +12,17 @@ from sqlalchemy.orm import Session
 
 from common.db import reading
 from common.fields import INT64_MAX
-from common.idempotency import IdempotencyStore, StoredResponse
 from order_service.domain import (
     IllegalTransition,
     OrderLine,
+    OrderMove,
     OrderNotFound,
     OrderStatus,
     OrderView,
-    check_transition,
     order_amount,
 )
 from order_service.models import IdempotencyRecord, Order, OrderItem
+from sagaengine.participant import IdempotencyStore, StoredResponse
 
 idempotency = IdempotencyStore(IdempotencyRecord)
 
@@ -63,92 +63,63 @@ def get_order(session: Session, order_id: int) -> OrderView:
         return _view(order)
 
 
-def _compare_and_set(
-    session: Session, order_id: int, expected: OrderStatus, new: OrderStatus, refusal: str
-) -> OrderView:
-    """Move the order from `expected` to `new` (a move of TRANSITIONS), or refuse with `refusal`
-    if it is not `expected` now: one conditional UPDATE, so two racing actors cannot both win."""
-    check_transition(expected, new)
+def _compare_and_set(session: Session, order_id: int, move: OrderMove) -> OrderView:
+    """Make `move`, or refuse with its code if the order is not where it starts: one conditional
+    UPDATE, so two racing actors cannot both win."""
     order = session.execute(
         update(Order)
-        .where(Order.id == order_id, Order.status == expected)
-        .values(status=new, updated_at=func.now())
+        .where(Order.id == order_id, Order.status == move.source)
+        .values(status=move.target, updated_at=func.now())
         .returning(Order)
     ).scalar_one_or_none()
     if order is None:
         current = session.get(Order, order_id)
         if current is None:
             raise OrderNotFound(order_id)
-        raise IllegalTransition(order_id, OrderStatus(current.status), new, refusal)
+        raise IllegalTransition(order_id, OrderStatus(current.status), move.target, move.refusal)
     return _view(order)
 
 
 def cancel_order(session: Session, order_id: int) -> OrderView:
     with session.begin():
-        return _compare_and_set(
-            session, order_id, OrderStatus.PENDING, OrderStatus.CANCELLED, "order_not_cancellable"
-        )
+        return _compare_and_set(session, order_id, OrderMove.CANCEL)
 
 
 def start_payment(session: Session, order_id: int, key: str) -> StoredResponse:
     """Saga action: take the order's semantic lock (PENDING -> PAYMENT_IN_PROGRESS)."""
-    return _move(
-        session, order_id, key, "start_payment", OrderStatus.PENDING,
-        OrderStatus.PAYMENT_IN_PROGRESS, "order_not_payable",
-    )  # fmt: skip
+    return _move(session, order_id, key, "start_payment", OrderMove.START_PAYMENT)
 
 
 def complete_payment(session: Session, order_id: int, key: str) -> StoredResponse:
     """Saga pivot: PAYMENT_IN_PROGRESS -> PAID. Once this commits, the payment has happened."""
-    return _move(
-        session, order_id, key, "complete_payment", OrderStatus.PAYMENT_IN_PROGRESS,
-        OrderStatus.PAID, "order_not_in_payment",
-    )  # fmt: skip
+    return _move(session, order_id, key, "complete_payment", OrderMove.COMPLETE_PAYMENT)
 
 
 def release_payment(session: Session, order_id: int, start_key: str, key: str) -> StoredResponse:
     """Saga compensation of `start_payment`: PAYMENT_IN_PROGRESS -> PENDING, only if that start
     went through; if it never arrived, a tombstone makes sure it never will."""
-    return _release(
-        session, order_id, start_key, key, "release_payment", OrderStatus.PAYMENT_IN_PROGRESS,
-        OrderStatus.PENDING, "order_not_in_payment",
-    )  # fmt: skip
+    return _release(session, order_id, start_key, key, "release_payment", OrderMove.RELEASE_PAYMENT)
 
 
 def start_refund(session: Session, order_id: int, key: str) -> StoredResponse:
     """Refund saga action: take the order's semantic lock for a refund (PAID ->
     REFUND_IN_PROGRESS); an order that is not PAID cannot be refunded."""
-    return _move(
-        session, order_id, key, "start_refund", OrderStatus.PAID, OrderStatus.REFUND_IN_PROGRESS,
-        "order_not_refundable",
-    )  # fmt: skip
+    return _move(session, order_id, key, "start_refund", OrderMove.START_REFUND)
 
 
 def complete_refund(session: Session, order_id: int, key: str) -> StoredResponse:
     """Refund saga's last step: REFUND_IN_PROGRESS -> REFUNDED, the money being back."""
-    return _move(
-        session, order_id, key, "complete_refund", OrderStatus.REFUND_IN_PROGRESS,
-        OrderStatus.REFUNDED, "order_not_in_refund",
-    )  # fmt: skip
+    return _move(session, order_id, key, "complete_refund", OrderMove.COMPLETE_REFUND)
 
 
 def release_refund(session: Session, order_id: int, start_key: str, key: str) -> StoredResponse:
     """Refund saga compensation of `start_refund`: REFUND_IN_PROGRESS -> PAID, only if that
     start went through; if it never arrived, a tombstone makes sure it never will."""
-    return _release(
-        session, order_id, start_key, key, "release_refund", OrderStatus.REFUND_IN_PROGRESS,
-        OrderStatus.PAID, "order_not_in_refund",
-    )  # fmt: skip
+    return _release(session, order_id, start_key, key, "release_refund", OrderMove.RELEASE_REFUND)
 
 
 def _move(
-    session: Session,
-    order_id: int,
-    key: str,
-    operation: str,
-    expected: OrderStatus,
-    new: OrderStatus,
-    refusal: str,
+    session: Session, order_id: int, key: str, operation: str, move: OrderMove
 ) -> StoredResponse:
     """A saga action moving the order's status, once per key."""
     return idempotency.execute(
@@ -156,32 +127,25 @@ def _move(
         key,
         operation,
         {"order_id": order_id},
-        lambda: (200, to_json(_compare_and_set(session, order_id, expected, new, refusal))),
+        lambda: (200, to_json(_compare_and_set(session, order_id, move))),
     )
 
 
 def _release(
-    session: Session,
-    order_id: int,
-    start_key: str,
-    key: str,
-    operation: str,
-    held: OrderStatus,
-    back_to: OrderStatus,
-    refusal: str,
+    session: Session, order_id: int, start_key: str, key: str, operation: str, move: OrderMove
 ) -> StoredResponse:
-    """A compensation giving back the semantic lock its start took (`held` -> `back_to`), only if
-    that start went through; if it never arrived, a tombstone makes sure it never will."""
+    """A compensation giving back the semantic lock its start took, only if that start went
+    through; if it never arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
         start = idempotency.reverse_once(session, start_key, key)
         if start is None:
             # Nothing to undo: this must succeed whatever else is true, or the tombstone just
             # placed would be rolled back with the refusal.
-            order = session.get(Order, order_id)
-            return 200, {"order": to_json(_view(order)) if order else None, "released": False}
-        order = _compare_and_set(session, order_id, held, back_to, refusal)
-        return 200, {"order": to_json(order), "released": True}
+            current = session.get(Order, order_id)
+            return 200, {"order": to_json(_view(current)) if current else None, "released": False}
+        released = _compare_and_set(session, order_id, move)
+        return 200, {"order": to_json(released), "released": True}
 
     return idempotency.execute(
         session, key, operation, {"order_id": order_id, "start_key": start_key}, apply

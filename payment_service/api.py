@@ -6,9 +6,10 @@ from fastapi.responses import JSONResponse
 from common.auth import require_service_token
 from common.faults import fault_point
 from common.fields import INT64_MAX
-from common.web import IdempotencyKey, SessionDep, stored_response
+from common.web import SessionDep
 from payment_service import service
 from payment_service.schemas import ApprovePayment, CancelPayment, PaymentOut
+from sagaengine.participant.fastapi import IdempotencyKey, stored_response
 
 router = APIRouter(tags=["payments"])
 # Called by the orchestrator only: a service token, a required Idempotency-Key.

@@ -3,7 +3,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.idempotency import IdempotencyRecordMixin
+from sagaengine.participant import IdempotencyRecordMixin
 
 
 class Base(DeclarativeBase):

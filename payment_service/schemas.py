@@ -1,6 +1,7 @@
 from pydantic import BaseModel, model_validator
 
-from common.fields import Id, IdempotencyKeyValue, Money
+from common.fields import Id, Money
+from sagaengine.participant.fields import IdempotencyKeyValue
 
 
 class ApprovePayment(BaseModel):

@@ -8,7 +8,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from common.db import reading
-from common.idempotency import IdempotencyStore, StoredResponse
 from payment_service.domain import (
     PaymentAlreadyApproved,
     PaymentNotRefundable,
@@ -16,6 +15,7 @@ from payment_service.domain import (
     PaymentView,
 )
 from payment_service.models import IdempotencyRecord, Payment
+from sagaengine.participant import IdempotencyStore, StoredResponse
 
 idempotency = IdempotencyStore(IdempotencyRecord)
 

@@ -5,7 +5,7 @@ code: final, compensate at once) or a transient fault (connection error, timeout
 retry under the same key). Retrying is the runner's job, so that each attempt is persisted.
 """
 
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -69,7 +69,19 @@ def classify(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+class ParticipantClient(Protocol):
+    """What the runner calls a participant through: one call, under its key (None: a read, or
+    a settle call), within `timeout`. Answers the JSON body of a 2xx; raises BusinessRefusal
+    for a final "no", TransientFault for what may be retried (its outcome unknown)."""
+
+    async def send(
+        self, call: RemoteCall, idempotency_key: str | None, timeout: float
+    ) -> dict[str, Any]: ...
+
+
 class ServiceClient:
+    """A participant over HTTP (httpx), its errors classified (`classify`)."""
+
     def __init__(self, name: str, http: httpx.AsyncClient):
         self.name = name
         self.http = http

@@ -31,7 +31,8 @@ from psycopg_pool import AsyncConnectionPool
 from sagaengine import context as logs
 from sagaengine.metrics import EngineMetrics
 from sagaengine.outage import Outage, backoff, unavailable
-from sagaengine.store import PlainSql
+from sagaengine.postgres import PlainSql
+from sagaengine.store import OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +59,17 @@ class RelayPolicy:
 
 # Claim up to `limit` deliverable rows, in one statement: pending, due, unclaimed (or their claim
 # expired), and the oldest pending row of their aggregate; each with its saga's request id.
-CLAIM = """
+CLAIM = f"""
     UPDATE outbox
     SET claimed_by = %(token)s, claimed_until = now() + %(claim)s, attempts = attempts + 1
     WHERE id IN (
         SELECT candidate.id FROM outbox AS candidate
-        WHERE candidate.status = 'PENDING' AND candidate.next_attempt_at <= now()
+        WHERE candidate.status = '{OutboxStatus.PENDING}' AND candidate.next_attempt_at <= now()
           AND (candidate.claimed_until IS NULL OR candidate.claimed_until < now())
           AND NOT EXISTS (
               SELECT 1 FROM outbox AS older
               WHERE older.aggregate_id = candidate.aggregate_id
-                AND older.status = 'PENDING' AND older.id < candidate.id)
+                AND older.status = '{OutboxStatus.PENDING}' AND older.id < candidate.id)
         ORDER BY candidate.id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED)
@@ -76,10 +77,10 @@ CLAIM = """
               (SELECT request_id FROM sagas WHERE sagas.id = outbox.saga_id)
 """
 # Whoever holds the claim now, an event that reached the platform is delivered.
-MARK_DELIVERED = """
-    UPDATE outbox SET status = 'DELIVERED', delivered_at = now(), claimed_by = NULL,
+MARK_DELIVERED = f"""
+    UPDATE outbox SET status = '{OutboxStatus.DELIVERED}', delivered_at = now(), claimed_by = NULL,
                       claimed_until = NULL, last_error = NULL
-    WHERE id = ANY(%(ids)s) AND status = 'PENDING'
+    WHERE id = ANY(%(ids)s) AND status = '{OutboxStatus.PENDING}'
 """
 # The rest are tried again after their backoff, if this relay still holds their claim.
 RESCHEDULE = """
@@ -89,7 +90,7 @@ RESCHEDULE = """
         AS failed(id, delay, problem)
     WHERE outbox.id = failed.id AND outbox.claimed_by = %(token)s
 """
-PENDING = "SELECT count(*) FROM outbox WHERE status = 'PENDING'"
+PENDING = f"SELECT count(*) FROM outbox WHERE status = '{OutboxStatus.PENDING}'"
 
 
 class OutboxRelay:

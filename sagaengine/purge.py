@@ -53,6 +53,7 @@ from sqlalchemy.pool import NullPool
 
 from sagaengine.definition import FINAL_STATUSES
 from sagaengine.schema import Base, OutboxMessage, SagaRecord, StepAttempt
+from sagaengine.store import OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class PurgeReport:
 def _undelivered_event() -> Exists:
     return (
         select(OutboxMessage.id)
-        .where(OutboxMessage.saga_id == SagaRecord.id, OutboxMessage.status != "DELIVERED")
+        .where(
+            OutboxMessage.saga_id == SagaRecord.id, OutboxMessage.status != OutboxStatus.DELIVERED
+        )
         .exists()
     )
 

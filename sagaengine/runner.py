@@ -48,10 +48,10 @@ from sagaengine.definition import (
     StepKind,
     idempotency_key,
 )
-from sagaengine.http import BusinessRefusal, ServiceClient, StepError, TransientFault
+from sagaengine.http import BusinessRefusal, ParticipantClient, StepError, TransientFault
 from sagaengine.metrics import EngineMetrics
 from sagaengine.outage import Outage, backoff, unavailable
-from sagaengine.store import LeaseLost, NextAttempt, Owner, SagaState, SagaStore
+from sagaengine.store import AttemptStatus, LeaseLost, NextAttempt, Owner, SagaState, SagaStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -164,17 +164,17 @@ class Called:
     error: StepError | None = None
     unrecorded: int | None = None
 
-    def finished(self) -> tuple[int, str, dict[str, Any] | None] | None:
+    def finished(self) -> tuple[int, AttemptStatus, dict[str, Any] | None] | None:
         if self.unrecorded is None:
             return None
-        return self.unrecorded, "SUCCEEDED", self.response
+        return self.unrecorded, AttemptStatus.SUCCEEDED, self.response
 
 
 class SagaRunner:
     def __init__(
         self,
         store: SagaStore,
-        clients: Mapping[str, ServiceClient],
+        clients: Mapping[str, ParticipantClient],
         *,
         definitions: Mapping[tuple[str, int], SagaDefinition[Any]],
         owner: Owner,
@@ -336,6 +336,8 @@ class SagaRunner:
         finally:
             self._running.pop(saga_id, None)
             self._ahead.pop(saga_id, None)
+            if state is None or state.is_final:
+                self._deadline_lifted.discard(saga_id)
             self._notify(saga_id)
 
     @staticmethod
@@ -542,7 +544,7 @@ class SagaRunner:
         changed: SagaState,
         *,
         result: tuple[str, dict[str, Any]] | None = None,
-        finished_attempt: tuple[int, str, dict[str, Any] | None] | None = None,
+        finished_attempt: tuple[int, AttemptStatus, dict[str, Any] | None] | None = None,
     ) -> SagaState:
         """Persist a move to `to` (`changed`: the state with the move's new results or error),
         with its outcome event if it ends the saga, and the write-ahead of the call it makes
@@ -671,7 +673,11 @@ class SagaRunner:
                     try:
                         response = await client.send(call, key if send_key else None, timeout)
                     except StepError as failure:
-                        status = "REFUSED" if isinstance(failure, BusinessRefusal) else "FAILED"
+                        status = (
+                            AttemptStatus.REFUSED
+                            if isinstance(failure, BusinessRefusal)
+                            else AttemptStatus.FAILED
+                        )
                         await self._finish(
                             state, token, attempt_id, status, error=failure.as_json()
                         )
@@ -684,7 +690,9 @@ class SagaRunner:
                     log.info("%s %s: SUCCEEDED", step.name, phase)
                     if defer_success:
                         return Called(CallOutcome.SUCCEEDED, response, unrecorded=attempt_id)
-                    await self._finish(state, token, attempt_id, "SUCCEEDED", response=response)
+                    await self._finish(
+                        state, token, attempt_id, AttemptStatus.SUCCEEDED, response=response
+                    )
                     return Called(CallOutcome.SUCCEEDED, response)
         except BusinessRefusal as refusal:
             if refusal.code in policy.retry_on:  # "not yet", for longer than the budget
@@ -726,7 +734,12 @@ class SagaRunner:
         )
 
     async def _finish(
-        self, state: SagaState, token: str, attempt_id: int, status: str, **outcome: Any
+        self,
+        state: SagaState,
+        token: str,
+        attempt_id: int,
+        status: AttemptStatus,
+        **outcome: Any,
     ) -> None:
         await self._persisted(
             lambda _: self.store.finish_attempt(state.id, token, attempt_id, status, **outcome)

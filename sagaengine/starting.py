@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from sagaengine import context
 from sagaengine.definition import RemoteCall, SagaDefinition, SagaStatus
 from sagaengine.errors import Refusal
+from sagaengine.participant import IdempotencyKeyReused
 from sagaengine.runner import SagaRunner, StartRefused, StartUnreachable
 from sagaengine.store import SagaState
 
@@ -27,11 +28,6 @@ from sagaengine.store import SagaState
 class SagaNotFound(Refusal):
     status_code = 404
     code = "saga_not_found"
-
-
-class KeyReused(Refusal):
-    status_code = 422
-    code = "idempotency_key_reused"
 
 
 class InvalidStart(Refusal):
@@ -202,7 +198,7 @@ async def _decided(runner: SagaRunner, state: SagaState | None) -> SagaState | N
 
 def _same_request(saga: SagaState, identity: Mapping[str, Any], client_key: str) -> SagaState:
     if any(saga.payload.get(name) != value for name, value in identity.items()):
-        raise KeyReused(
+        raise IdempotencyKeyReused(
             f"Idempotency-Key {client_key!r} already started a saga for another request"
         )
     return saga

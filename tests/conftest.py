@@ -29,3 +29,9 @@ def database_url(prefix: str) -> str:
 def databases() -> None:
     """Drop and re-create every test database at the latest migration, once per session."""
     reset_databases(dict(os.environ))
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Tests marked `anyio` (async tests and fixtures, on one loop per test) run on asyncio."""
+    return "asyncio"

@@ -238,7 +238,7 @@ The steps, in order, each where the profile pointed:
   CPU: each statement built, compiled (a cache key computed per call) and its result processed.
   The start, the write-aheads, the moves, recovery's claims and the relay's are statements
   written once in SQL, sent through a psycopg pool of autocommit connections, prepared by the
-  server after a few uses (`sagaengine/store.py`). A move adds its step's answer to the
+  server after a few uses (`sagaengine/postgres.py`). A move adds its step's answer to the
   saga's results in SQL instead of rewriting the document. The admin reads stay on SQLAlchemy.
 - **httpx on asyncio's own transports** (`sagaengine/transport.py`). Before each request
   httpcore asks every idle keep-alive connection whether its server closed it, and its default

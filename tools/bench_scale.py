@@ -319,27 +319,30 @@ async def _run_the_queries(
     event relayed, and the admin page's reads (`cursor`: a page boundary of the seeded
     database, so that the next-page query is explained where it matters)."""
     from orchestrator.admin_queries import AdminQueries
-    from orchestrator.definitions import CURRENT
+    from orchestrator.definitions import SAGAS
     from sagaengine.decisions import Position
     from sagaengine.definition import OutcomeEvent, Phase, RemoteCall, SagaStatus
     from sagaengine.outbox import OutboxRelay, RelayPolicy
-    from sagaengine.store import Owner, SagaStore
+    from sagaengine.postgres import PostgresSagaStore
+    from sagaengine.store import AttemptStatus, OutboxStatus, Owner
 
     engine = create_async_engine(scratch, poolclass=NullPool)
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     # The hot path is plain SQL through its own pool: its statements are seen by the store.
     pool = await open_pool(scratch, 2)
-    store = SagaStore(pool, lease_seconds=30)
-    admin = AdminQueries(sessions)
+    store = PostgresSagaStore(pool, lease_seconds=30)
     store.sql.statement_hook = capture.statement
+    admin = AdminQueries(sessions)  # the admin reads, on SQLAlchemy: captured by the listener
     owner = Owner.new("explain:0")
     key, lock = f"explain-{uuid.uuid4()}", f"order:explain-{uuid.uuid4()}"
     token, state = owner.lease_token(), None
     call = RemoteCall("order", "POST", "/orders/1/payment-start")
     try:
         with capture.label("start: insert the saga"):
-            state = await store.create(CURRENT["payment"], {"order_id": 1}, key, lock, token, "r")
+            state = await store.create(
+                SAGAS.current["payment"], {"order_id": 1}, key, lock, token, "r"
+            )
         assert state is not None, "the probe saga was not created"
         with capture.label("start: find by client key"):
             await store.find_by_client_key("payment", key)
@@ -351,7 +354,9 @@ async def _run_the_queries(
                 state.id, token, 0, "start_order_payment", Phase.ACTION, "k", call
             )
         with capture.label("step: finish attempt"):
-            await store.finish_attempt(state.id, token, attempt, "SUCCEEDED", response={})
+            await store.finish_attempt(
+                state.id, token, attempt, AttemptStatus.SUCCEEDED, response={}
+            )
         with capture.label("step: had an unknown outcome"):
             await store.had_unknown_outcome(state.id, 0, Phase.ACTION)
         with capture.label("saga: move to the next step"):
@@ -403,7 +408,7 @@ async def _run_the_queries(
                 await admin.outbox_backlog()
         with capture.label("admin: outbox rows"):
             await admin.outbox_messages(None, 100)
-            await admin.outbox_messages("PENDING", 100)
+            await admin.outbox_messages(OutboxStatus.PENDING, 100)
         with capture.label("shutdown: release leases"):
             await store.release_leases(owner)
         with capture.label("admin: retry"):
@@ -430,19 +435,19 @@ async def _run_the_queries(
 
 def _run_the_purge(scratch: URL, capture: _Capture) -> None:
     """The purge as it runs daily with a month's age: a day of the seeded month is past it."""
-    from orchestrator import maintenance
+    from sagaengine import purge
 
     engine = create_engine(scratch, poolclass=NullPool)
     event.listen(engine, "before_cursor_execute", capture)
     try:
         with engine.connect() as conn:
-            cutoff = maintenance.cutoff_of(conn, timedelta(days=29))
+            cutoff = purge.cutoff_of(conn, timedelta(days=29))
             with capture.label("purge: dry-run count"):
-                maintenance.count(conn, cutoff)
+                purge.count(conn, cutoff)
             with capture.label("purge: one batch"):
-                maintenance.purge_batch(conn, cutoff, 5000)
+                purge.purge_batch(conn, cutoff, 5000)
             with capture.label("purge: one batch, archived"):
-                maintenance.purge_batch(conn, cutoff, 5000, archive=True)
+                purge.purge_batch(conn, cutoff, 5000, archive=True)
             conn.rollback()
     finally:
         engine.dispose()

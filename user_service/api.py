@@ -4,7 +4,8 @@ from fastapi.responses import JSONResponse
 from common.auth import require_service_token
 from common.faults import fault_point
 from common.fields import PathId
-from common.web import IdempotencyKey, OptionalIdempotencyKey, SessionDep, stored_response
+from common.web import SessionDep
+from sagaengine.participant.fastapi import IdempotencyKey, OptionalIdempotencyKey, stored_response
 from user_service import service
 from user_service.schemas import Charge, ChargeBack, CreateUser, Deduction, UserOut
 

@@ -1,6 +1,7 @@
 from pydantic import BaseModel, Field
 
-from common.fields import Balance, IdempotencyKeyValue, Money, Text
+from common.fields import Balance, Money, Text
+from sagaengine.participant.fields import IdempotencyKeyValue
 
 
 class CreateUser(BaseModel):

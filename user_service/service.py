@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from common.db import reading
 from common.fields import INT64_MAX
-from common.idempotency import IdempotencyStore, Outcome, StoredResponse
+from sagaengine.participant import IdempotencyStore, Outcome, StoredResponse
 from user_service.domain import (
     BalanceOverflow,
     ChargeBackMismatch,

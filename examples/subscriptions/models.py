@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.idempotency import IdempotencyRecordMixin
+from sagaengine.participant import IdempotencyRecordMixin
 
 
 class Base(DeclarativeBase):

@@ -19,12 +19,14 @@ from sqlalchemy.orm import Session
 
 from common.auth import require_service_token
 from common.db import reading
-from common.errors import NotFound, Refusal
-from common.fields import Id, IdempotencyKeyValue, Money, PathId
-from common.idempotency import IdempotencyStore, StoredResponse
+from common.errors import NotFound
+from common.fields import Id, Money, PathId
 from common.settings import ServiceSettings
-from common.web import IdempotencyKey, SessionDep, create_service_app, stored_response
+from common.web import SessionDep, create_service_app
 from examples.subscriptions.models import IdempotencyRecord, Renewal, RenewalStatus, Subscription
+from sagaengine.participant import IdempotencyStore, Refusal, StoredResponse
+from sagaengine.participant.fastapi import IdempotencyKey, stored_response
+from sagaengine.participant.fields import IdempotencyKeyValue
 
 Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2027-01"])]
 

@@ -12,6 +12,7 @@ from common.db import drop_database, migrate, open_pool
 from orchestrator.admin_queries import AdminQueries
 from sagaengine.definition import RetryPolicy, SagaDefinition
 from sagaengine.http import build_clients
+from sagaengine.postgres import PostgresSagaStore
 from sagaengine.runner import SagaRunner
 from sagaengine.store import Owner, SagaStore
 from tests.conftest import database_url
@@ -30,7 +31,7 @@ def private_orchestrator_database(name: str) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class StoreUnderTest(SagaStore):
+class StoreUnderTest(PostgresSagaStore):
     """The engine's store, with the admin's reads beside it for a test's assertions."""
 
     def __init__(self, pool: AsyncConnectionPool, engine: AsyncEngine, lease_seconds: float):

@@ -1,24 +1,18 @@
 """The concert service in-process on PostgreSQL: concerts and seats, holds that expire, and
 confirmation that can never double-book a seat."""
 
-import uuid
-
 import pytest
 from fastapi.testclient import TestClient
 
 from concert_service.app import create_app
 from concert_service.config import Settings
+from tests.integration.support import SERVICE, new_key
 
 pytestmark = pytest.mark.usefixtures("databases")
-SERVICE = {"Authorization": "Bearer dev-service-token"}
 
 
 def _client(hold_seconds: float) -> TestClient:
     return TestClient(create_app(Settings(hold_seconds=hold_seconds)))
-
-
-def _key() -> str:
-    return f"test-{uuid.uuid4()}"
 
 
 def _concert(client: TestClient, seats: int = 2, price: int = 1_000) -> dict:
@@ -31,14 +25,14 @@ def _hold(client, concert, seat, user=1, key=None):
     return client.post(
         f"/concerts/{concert['id']}/seats/{seat['id']}/holds",
         json={"user_id": user},
-        headers={**SERVICE, "Idempotency-Key": key or _key()},
+        headers={**SERVICE, "Idempotency-Key": key or new_key()},
     )
 
 
 def _confirm(client, reservation_id, key=None):
     return client.post(
         f"/reservations/{reservation_id}/confirm",
-        headers={**SERVICE, "Idempotency-Key": key or _key()},
+        headers={**SERVICE, "Idempotency-Key": key or new_key()},
     )
 
 
@@ -80,7 +74,7 @@ def test_a_held_seat_cannot_be_held_again_until_released():
     with _client(60) as client:
         concert = _concert(client)
         seat = concert["seats"][0]
-        first_key = _key()
+        first_key = new_key()
         assert _hold(client, concert, seat, key=first_key).status_code == 201
         taken = _hold(client, concert, seat, user=2)
         assert (taken.status_code, taken.json()["error"]["code"]) == (409, "seat_taken")
@@ -88,7 +82,7 @@ def test_a_held_seat_cannot_be_held_again_until_released():
         released = client.post(
             "/holds/release",
             json={"hold_key": first_key},
-            headers={**SERVICE, "Idempotency-Key": _key()},
+            headers={**SERVICE, "Idempotency-Key": new_key()},
         )
         assert released.json()["released"] is True
         assert _hold(client, concert, seat, user=2).status_code == 201
@@ -125,11 +119,11 @@ def test_an_expired_hold_nobody_took_can_still_be_confirmed():
 def test_a_release_before_its_hold_leaves_a_tombstone():
     with _client(60) as client:
         concert = _concert(client)
-        hold_key = _key()
+        hold_key = new_key()
         early = client.post(
             "/holds/release",
             json={"hold_key": hold_key},
-            headers={**SERVICE, "Idempotency-Key": _key()},
+            headers={**SERVICE, "Idempotency-Key": new_key()},
         )
         assert early.json() == {"reservation_id": None, "released": False}
         late = _hold(client, concert, concert["seats"][0], key=hold_key)
@@ -141,7 +135,7 @@ def _cancel(client, reservation_id, action, key=None, body=None):
     return client.post(
         f"/reservations/{reservation_id}/cancel-{action}",
         json=body,
-        headers={**SERVICE, "Idempotency-Key": key or _key()},
+        headers={**SERVICE, "Idempotency-Key": key or new_key()},
     )
 
 
@@ -183,14 +177,14 @@ def test_a_cancellation_release_gives_it_back_confirmed_once_or_leaves_a_tombsto
     with _client(hold_seconds=60) as client:
         concert = _concert(client)
         reservation_id = _confirmed(client, concert, concert["seats"][0])
-        start_key = _key()
+        start_key = new_key()
         _cancel(client, reservation_id, "start", start_key)
         back = _cancel(client, reservation_id, "release", body={"start_key": start_key})
         again = _cancel(client, reservation_id, "release", body={"start_key": start_key})
         assert (back.json()["released"], again.json()["released"]) == (True, False)
         assert back.json()["status"] == "CONFIRMED"
 
-        early_key = _key()
+        early_key = new_key()
         early = _cancel(client, reservation_id, "release", body={"start_key": early_key})
         late = _cancel(client, reservation_id, "start", early_key)
         assert early.json()["released"] is False

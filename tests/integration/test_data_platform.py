@@ -7,14 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from data_platform.app import create_app
+from tests.integration.support import service_client
 
 pytestmark = pytest.mark.usefixtures("databases")
 
 
-@pytest.fixture(scope="module")
-def client(databases):
-    with TestClient(create_app()) as client:
-        yield client
+client = service_client(create_app)
 
 
 def _event(event_type: str = "order.paid") -> dict:

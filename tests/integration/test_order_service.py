@@ -5,8 +5,6 @@ Every test makes its own orders and keys: the tables are shared and never assume
 
 import secrets
 import threading
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from common.fields import INT64_MAX
 from order_service.app import create_app
 from order_service.models import IdempotencyRecord, Order
+from tests.integration.support import SERVICE, assert_error, new_key, service_client
 
 pytestmark = pytest.mark.usefixtures("databases")
 
-SERVICE = {"Authorization": "Bearer dev-service-token"}
 UNKNOWN_ORDER = INT64_MAX
 ITEMS = [
     {"product_id": 11, "quantity": 2, "unit_price": 1_500},
@@ -32,19 +30,7 @@ ITEMS = [
 ITEMS_AMOUNT = 2 * 1_500 + 1 * 7_000 + 3 * 250
 
 
-@pytest.fixture(scope="module")
-def client(databases: None) -> Iterator[TestClient]:
-    with TestClient(create_app()) as client:
-        yield client
-
-
-@pytest.fixture
-def db(client: TestClient) -> sessionmaker[Session]:
-    return client.app.state.sessionmaker
-
-
-def new_key() -> str:
-    return f"test-{uuid.uuid4()}"
+client = service_client(create_app)
 
 
 def new_user_id() -> int:
@@ -90,13 +76,6 @@ def release(
     client: TestClient, order_id: int, start_key: str, key: str, **kw: Any
 ) -> httpx.Response:
     return step(client, order_id, "payment-release", key, {"start_key": start_key}, **kw)
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str)
 
 
 def orders_of(db: sessionmaker[Session], user_id: int) -> int:

@@ -5,37 +5,21 @@ Every test uses its own order ids and keys: the tables are shared and never assu
 
 import secrets
 import threading
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session, sessionmaker
 
 from payment_service.app import create_app
 from payment_service.models import IdempotencyRecord
+from tests.integration.support import SERVICE, assert_error, new_key, service_client
 
 pytestmark = pytest.mark.usefixtures("databases")
 
-SERVICE = {"Authorization": "Bearer dev-service-token"}
 
-
-@pytest.fixture(scope="module")
-def client(databases: None) -> Iterator[TestClient]:
-    with TestClient(create_app()) as client:
-        yield client
-
-
-@pytest.fixture
-def db(client: TestClient) -> sessionmaker[Session]:
-    return client.app.state.sessionmaker
-
-
-def new_key() -> str:
-    return f"test-{uuid.uuid4()}"
+client = service_client(create_app)
 
 
 def new_id() -> int:
@@ -73,13 +57,6 @@ def payments_of(client: TestClient, order_id: int) -> list[dict[str, Any]]:
 
 def a_payment(amount: int = 9_000) -> dict[str, int]:
     return {"order_id": new_id(), "user_id": new_id(), "amount": amount}
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str)
 
 
 # --- approve and list ---------------------------------------------------------------------------

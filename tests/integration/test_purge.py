@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, delete, func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from sagaengine import purge as purge_module
+from sagaengine import purge as saga_purge
 from sagaengine.schema import OutboxMessage, SagaRecord, StepAttempt
 from tests.conftest import database_url
 from tools.stack import ROOT
@@ -134,8 +134,8 @@ def sagas(engine: Engine) -> Iterator[Sagas]:
     sagas.remove()
 
 
-def purge(engine: Engine, **options) -> purge_module.PurgeReport:
-    return purge_module.purge(engine.url, options.pop("older_than", MONTH), **options)
+def purge(engine: Engine, **options) -> saga_purge.PurgeReport:
+    return saga_purge.purge(engine.url, options.pop("older_than", MONTH), **options)
 
 
 GONE = (0, 0, 0)
@@ -227,13 +227,13 @@ def test_archive_holds_every_column_of_what_was_purged(engine, sagas, tmp_path):
     [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("2w", timedelta(days=14))],
 )
 def test_ages_read_with_their_unit(text, age):
-    assert purge_module.parse_age(text) == age
+    assert saga_purge.parse_age(text) == age
 
 
 @pytest.mark.parametrize("text", ["30", "d", "-1d", "1y", "1.5d"])
 def test_ages_without_a_known_unit_are_refused(text):
     with pytest.raises(ValueError):
-        purge_module.parse_age(text)
+        saga_purge.parse_age(text)
 
 
 def test_command_line_dry_run(engine, sagas):

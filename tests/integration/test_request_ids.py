@@ -2,17 +2,14 @@
 bad bytes or an id too long for the saga's column are never a 500."""
 
 import pytest
-from fastapi.testclient import TestClient
 
 from order_service.app import create_app
+from tests.integration.support import service_client
 
 pytestmark = pytest.mark.usefixtures("databases")
 
 
-@pytest.fixture(scope="module")
-def client():
-    with TestClient(create_app()) as c:
-        yield c
+client = service_client(create_app)
 
 
 def test_a_well_formed_request_id_is_answered_back(client):

@@ -5,7 +5,6 @@ Every test makes its own users and keys: the tables are shared and never assumed
 
 import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,29 +15,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.fields import INT64_MAX
+from tests.integration.support import SERVICE, assert_error, new_key, service_client
 from user_service.app import create_app
 from user_service.domain import LedgerReason
 from user_service.models import IdempotencyRecord, LedgerEntry, User
 
 pytestmark = pytest.mark.usefixtures("databases")
 
-SERVICE = {"Authorization": "Bearer dev-service-token"}
 UNKNOWN_USER = INT64_MAX
 
 
-@pytest.fixture(scope="module")
-def client(databases: None) -> Iterator[TestClient]:
-    with TestClient(create_app()) as client:
-        yield client
-
-
-@pytest.fixture
-def db(client: TestClient) -> sessionmaker[Session]:
-    return client.app.state.sessionmaker
-
-
-def new_key() -> str:
-    return f"test-{uuid.uuid4()}"
+client = service_client(create_app)
 
 
 def create_user(client: TestClient, balance: int, name: str | None = None) -> dict[str, Any]:
@@ -77,13 +64,6 @@ def charge_back(
         json={"amount": amount, "deduction_key": deduction_key},
         headers={**(SERVICE if headers is None else headers), "Idempotency-Key": key},
     )
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str)
 
 
 def ledger_of(db: sessionmaker[Session], user_id: int) -> list[LedgerEntry]:

@@ -1,8 +1,8 @@
 """docs/design.md and docs/design.ko.md, checked against the code they describe.
 
 - The saga status diagram in each document has exactly the edges of
-  `sagaengine.decisions.TRANSITIONS`, enters at the status `SagaStore.create` inserts, and leaves
-  from the statuses that have no way out: neither can change without the other.
+  `sagaengine.decisions.TRANSITIONS`, enters at the status `PostgresSagaStore.create` inserts,
+  and leaves from the statuses that have no way out: neither can change without the other.
 - Every module path, symbol and relative link the documents name exists, so a document cannot
   point at code that is gone.
 - Both documents name the same code and every step of every saga definition, so the Korean one
@@ -82,9 +82,11 @@ def diagram_edges(text: str) -> list[tuple[str, str]]:
 
 @cache
 def created_status() -> SagaStatus:
-    """The status a new saga is inserted with, read from `SagaStore.create` itself."""
-    tree = ast.parse((ROOT / "sagaengine" / "store.py").read_text(encoding="utf-8"))
-    store = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SagaStore")
+    """The status a new saga is inserted with, read from `PostgresSagaStore.create` itself."""
+    tree = ast.parse((ROOT / "sagaengine" / "postgres.py").read_text(encoding="utf-8"))
+    store = next(
+        n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PostgresSagaStore"
+    )
     create = next(
         n
         for n in store.body
@@ -95,13 +97,13 @@ def created_status() -> SagaStatus:
         for node in ast.walk(create)
         if isinstance(node, ast.keyword) and node.arg == "status"
     ]
-    assert len(values) == 1, "SagaStore.create should set one status"
+    assert len(values) == 1, "PostgresSagaStore.create should set one status"
     value = values[0]
     assert (
         isinstance(value, ast.Attribute)
         and isinstance(value.value, ast.Name)
         and value.value.id == "SagaStatus"
-    ), f"SagaStore.create sets a status this test cannot read: {ast.unparse(value)}"
+    ), f"PostgresSagaStore.create sets a status this test cannot read: {ast.unparse(value)}"
     return SagaStatus[value.attr]
 
 

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from sagaengine.participant.migrations import create_idempotency_table_v2, drop_idempotency_table
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -33,22 +34,7 @@ def upgrade() -> None:
         sa.CheckConstraint("price > 0", name="price_positive"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_table(
-        "idempotency_keys",
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("fingerprint", sa.String(length=64), nullable=False),
-        sa.Column("outcome", sa.String(length=16), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=True),
-        sa.Column("response", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column("reversed_by", sa.String(length=200), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("key"),
-    )
+    create_idempotency_table_v2()
     op.create_table(
         "seats",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
@@ -116,6 +102,6 @@ def downgrade() -> None:
     op.drop_table("reservations")
     op.drop_index(op.f("ix_seats_concert_id"), table_name="seats")
     op.drop_table("seats")
-    op.drop_table("idempotency_keys")
+    drop_idempotency_table()
     op.drop_table("concerts")
     # ### end Alembic commands ###

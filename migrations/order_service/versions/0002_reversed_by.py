@@ -6,8 +6,7 @@ Revises: 0001
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from sagaengine.participant.migrations import add_reversed_by, drop_reversed_by
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -16,8 +15,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("idempotency_keys", sa.Column("reversed_by", sa.String(length=200)))
+    add_reversed_by()
 
 
 def downgrade() -> None:
-    op.drop_column("idempotency_keys", "reversed_by")
+    drop_reversed_by()

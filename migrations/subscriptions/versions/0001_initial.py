@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from sagaengine.participant.migrations import create_idempotency_table_v2, drop_idempotency_table
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -18,22 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "idempotency_keys",
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("fingerprint", sa.String(length=64), nullable=False),
-        sa.Column("outcome", sa.String(length=16), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=True),
-        sa.Column("response", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column("reversed_by", sa.String(length=200), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("key"),
-    )
+    create_idempotency_table_v2()
     op.create_table(
         "subscriptions",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
@@ -74,4 +60,4 @@ def downgrade() -> None:
     op.drop_index("ix_renewals_subscription_id", table_name="renewals")
     op.drop_table("renewals")
     op.drop_table("subscriptions")
-    op.drop_table("idempotency_keys")
+    drop_idempotency_table()

@@ -18,7 +18,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from common.errors import DomainError, error_body
+from sagaengine.errors import Refusal, error_body
+
+# The longest key a participant takes: the width of the key columns.
+MAX_KEY_LENGTH = 200
 
 
 class Outcome(enum.StrEnum):
@@ -33,13 +36,13 @@ class IdempotencyRecordMixin:
 
     __tablename__ = "idempotency_keys"
 
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The key of the compensation that undid this action: an action is undone at most once.
-    reversed_by: Mapped[str | None] = mapped_column(String(200))
+    reversed_by: Mapped[str | None] = mapped_column(String(MAX_KEY_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -55,7 +58,7 @@ class StoredResponse:
         return self.outcome is Outcome.APPLIED
 
 
-class IdempotencyKeyReused(DomainError):
+class IdempotencyKeyReused(Refusal):
     status_code = 422
     code = "idempotency_key_reused"
 
@@ -66,6 +69,13 @@ TOMBSTONE_FINGERPRINT = "tombstone"
 def fingerprint(operation: str, request: dict[str, Any]) -> str:
     canonical = json.dumps({"op": operation, "req": request}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _answer_of(record: IdempotencyRecordMixin, *, replayed: bool = False) -> StoredResponse:
+    """The answer a committed record holds. Only the transaction that claimed a key sees it
+    PENDING, without an answer, and that one never reads it back."""
+    assert record.status_code is not None and record.response is not None, record.key
+    return StoredResponse(record.status_code, record.response, Outcome(record.outcome), replayed)
 
 
 class IdempotencyStore:
@@ -94,9 +104,7 @@ class IdempotencyStore:
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {key!r} was already used for a different request"
             )
-        return StoredResponse(
-            record.status_code, record.response, Outcome(record.outcome), replayed=True
-        )
+        return _answer_of(record, replayed=True)
 
     def execute(
         self,
@@ -108,7 +116,7 @@ class IdempotencyStore:
     ) -> StoredResponse:
         """Run `apply` at most once per key, in one local transaction with its record.
 
-        What applied is stored with its answer, and a retry replays it. A refusal (a DomainError
+        What applied is stored with its answer, and a retry replays it. A refusal (a `Refusal`
         from `apply`) changed nothing, so nothing is stored: its transaction, the key's claim
         included, rolls back, and a retry is judged afresh. That lets an operator's retry of a
         refused compensation succeed once the cause is fixed; an action refused after an
@@ -127,7 +135,7 @@ class IdempotencyStore:
                     .where(self.model.key == key)
                     .values(outcome=Outcome.APPLIED, status_code=status_code, response=body)
                 )
-        except DomainError as refusal:
+        except Refusal as refusal:
             return StoredResponse(refusal.status_code, refusal.body(), Outcome.REFUSED)
         return StoredResponse(status_code, body, Outcome.APPLIED)
 
@@ -157,7 +165,7 @@ class IdempotencyStore:
         if placed is not None:
             return None
         record = session.execute(select(model).where(model.key == action_key)).scalar_one()
-        return StoredResponse(record.status_code, record.response, Outcome(record.outcome))
+        return _answer_of(record)
 
     def reverse_once(
         self, session: Session, action_key: str, compensation_key: str

@@ -1,0 +1,419 @@
+"""The runner's decisions, with no database and no service: the real `SagaRunner` on the
+in-memory store (`InMemorySagaStore`, held to the PostgreSQL store's contract in
+tests/contract/), calling fake participants that answer as a test scripts them.
+
+The saga here is a small one of its own (reserve, charge, then the pivot confirm), so that these
+tests do not move when the application's sagas do."""
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from sagaengine.definition import (
+    OutcomeEvent,
+    Phase,
+    RemoteCall,
+    RetryPolicy,
+    SagaDefinition,
+    SagaOutcome,
+    SagaStatus,
+    StartRules,
+    Step,
+    StepKind,
+)
+from sagaengine.http import BusinessRefusal, StepError, TransientFault
+from sagaengine.memory import InMemorySagaStore
+from sagaengine.runner import SagaRunner
+from sagaengine.store import AttemptStatus, Owner, SagaState
+from tests.fakes import ManualClock
+
+pytestmark = pytest.mark.anyio
+
+LEASE_SECONDS = 30.0
+ATTEMPTS = 3
+POLICY = RetryPolicy(attempts=ATTEMPTS, initial_backoff=0.001, max_backoff=0.001, max_seconds=5)
+
+
+def _call(service: str, path: str) -> Callable[[Any], RemoteCall]:
+    return lambda _: RemoteCall(service, "POST", path)
+
+
+def _event(outcome: SagaOutcome) -> OutcomeEvent:
+    return OutcomeEvent(f"trip:{outcome.saga_id}", f"trip.{outcome.status.lower()}", {})
+
+
+class Trip(BaseModel):
+    model_config = ConfigDict(extra="allow")  # whatever a test starts it with
+
+
+TRIP = SagaDefinition(
+    "trip",
+    1,
+    Trip,
+    (
+        Step("reserve", _call("stock", "/reserve"), compensation=_call("stock", "/release")),
+        Step("charge", _call("bank", "/charge"), compensation=_call("bank", "/refund")),
+        Step(
+            "confirm",
+            _call("shop", "/confirm"),
+            settle=_call("shop", "/confirm/settle"),
+            kind=StepKind.PIVOT,
+        ),
+    ),
+    StartRules(lock_key=lambda trip: f"trip:{id(trip)}"),
+    outcome_event=_event,
+)
+ACTIONS = ["/reserve", "/charge", "/confirm"]
+UNDO = {"/reserve": "/release", "/charge": "/refund"}
+
+REFUSED = BusinessRefusal("insufficient_funds", "no", 409)
+TIMEOUT = TransientFault("timeout", "no answer in time")
+APPLIED = {"outcome": "APPLIED", "response": {"confirmed": True}}
+NOT_APPLIED = {"outcome": "TOMBSTONE"}
+
+Answer = dict[str, Any] | StepError
+
+
+class Participants:
+    """Every service the saga calls (`ServiceClient.send`'s shape). Each path answers as
+    scripted, the last answer repeating (by default `{}`); an action or compensation applies
+    once per idempotency key, as the services' idempotency store makes it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []  # every call's path, in order
+        self.applied: list[str] = []  # what took effect, once per key
+        self._answers: dict[str, list[Answer]] = {}
+        self._keys: set[str] = set()
+        self._held: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}
+
+    def answer(self, path: str, *answers: Answer) -> None:
+        self._answers[path] = list(answers)
+
+    def hold(self, path: str) -> tuple[asyncio.Event, asyncio.Event]:
+        """The next call of `path` waits (reached, then until released) before it answers."""
+        reached, released = asyncio.Event(), asyncio.Event()
+        self._held[path] = (reached, released)
+        return reached, released
+
+    async def send(
+        self, call: RemoteCall, idempotency_key: str | None, timeout: float
+    ) -> dict[str, Any]:
+        self.calls.append(call.path)
+        answers = self._answers.get(call.path, [{}])
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if call.path in self._held:
+            reached, released = self._held.pop(call.path)
+            reached.set()
+            await released.wait()
+        if isinstance(answer, StepError):
+            raise answer
+        if idempotency_key is not None and idempotency_key not in self._keys:
+            self._keys.add(idempotency_key)
+            self.applied.append(call.path)
+        return answer
+
+
+class Outcomes:
+    """Counts the sagas a runner reports final (`on_outcome`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+def _runner(
+    store: InMemorySagaStore,
+    participants: Participants,
+    name: str = "replica-a",
+    on_outcome: Callable[[], None] | None = None,
+    definition: SagaDefinition = TRIP,
+) -> SagaRunner:
+    return SagaRunner(
+        store,
+        dict.fromkeys(("stock", "bank", "shop"), participants),
+        definitions={definition.key: definition},
+        clock=store.clock,
+        owner=Owner.new(name),
+        step_timeout=1.0,
+        action_policy=POLICY,
+        compensation_policy=POLICY,
+        on_outcome=on_outcome,
+    )
+
+
+async def _started(store: InMemorySagaStore, runner: SagaRunner) -> tuple[SagaState, str]:
+    token = runner.owner.lease_token()
+    state = await store.create(TRIP, {"trip": 1}, None, f"trip:{uuid.uuid4()}", token)
+    assert state is not None
+    return state, token
+
+
+async def _run(store: InMemorySagaStore, participants: Participants) -> SagaState:
+    """A saga of its own, run by one runner until it stops (final, or stuck)."""
+    runner = _runner(store, participants)
+    state, token = await _started(store, runner)
+    await runner.run(state.id, token)
+    ended = await store.get(state.id)
+    assert ended is not None
+    return ended
+
+
+def _attempts(store: InMemorySagaStore, saga: SagaState, step: str) -> list[AttemptStatus]:
+    return [a.status for a in store.attempts if a.saga_id == saga.id and a.step_name == step]
+
+
+def _events(store: InMemorySagaStore, saga: SagaState) -> list[str]:
+    return [e.type for e in store.outbox if e.saga_id == saga.id]
+
+
+@pytest.fixture
+def store() -> InMemorySagaStore:
+    return InMemorySagaStore(LEASE_SECONDS, clock=ManualClock())
+
+
+async def test_every_step_applies_once_and_the_saga_completes(store: InMemorySagaStore):
+    participants = Participants()
+
+    saga = await _run(store, participants)
+
+    assert saga.status is SagaStatus.COMPLETED
+    assert participants.calls == participants.applied == ACTIONS
+    assert _events(store, saga) == ["trip.completed"]
+
+
+@pytest.mark.parametrize("refused", ACTIONS)
+async def test_a_refused_action_compensates_only_the_steps_before_it(
+    store: InMemorySagaStore, refused: str
+):
+    participants = Participants()
+    participants.answer(refused, REFUSED)
+
+    saga = await _run(store, participants)
+
+    done = ACTIONS[: ACTIONS.index(refused)]
+    assert saga.status is SagaStatus.COMPENSATED
+    assert participants.calls == [*done, refused, *(UNDO[a] for a in reversed(done))]
+    assert saga.error is not None and saga.error["code"] == "insufficient_funds"
+    assert _events(store, saga) == ["trip.compensated"]
+
+
+@pytest.mark.parametrize("exhausted", ["/reserve", "/charge"])
+async def test_an_action_that_exhausts_its_retries_is_compensated_too(
+    store: InMemorySagaStore, exhausted: str
+):
+    participants = Participants()
+    participants.answer(exhausted, TIMEOUT)
+
+    saga = await _run(store, participants)
+
+    done = ACTIONS[: ACTIONS.index(exhausted) + 1]  # it may have applied: it is undone as well
+    assert saga.status is SagaStatus.COMPENSATED
+    assert participants.calls == [
+        *done[:-1],
+        *[exhausted] * ATTEMPTS,
+        *(UNDO[a] for a in reversed(done)),
+    ]
+    assert _events(store, saga) == ["trip.compensated"]
+
+
+@pytest.mark.parametrize(
+    ("settled", "status", "after"),
+    [
+        (APPLIED, SagaStatus.COMPLETED, []),
+        (NOT_APPLIED, SagaStatus.COMPENSATED, ["/refund", "/release"]),
+        (TIMEOUT, SagaStatus.NEEDS_ATTENTION, []),
+    ],
+    ids=["applied", "not-applied", "settle-unreachable"],
+)
+async def test_a_pivot_whose_answer_was_lost_is_settled_before_anything_else(
+    store: InMemorySagaStore, settled: Answer, status: SagaStatus, after: list[str]
+):
+    participants = Participants()
+    participants.answer("/confirm", TIMEOUT)
+    participants.answer("/confirm/settle", settled)
+
+    saga = await _run(store, participants)
+
+    settles = ATTEMPTS if settled is TIMEOUT else 1
+    assert saga.status is status
+    assert participants.calls == [
+        "/reserve",
+        "/charge",
+        *["/confirm"] * ATTEMPTS,
+        *["/confirm/settle"] * settles,
+        *after,
+    ]
+    if status is SagaStatus.COMPLETED:
+        assert saga.results["confirm"] == {"confirmed": True}
+    if status is SagaStatus.NEEDS_ATTENTION:  # nobody knows whether it went through: ask
+        assert (saga.step, saga.phase, saga.attention["step"]) == (2, Phase.ACTION, "confirm")
+        assert _events(store, saga) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "then"),
+    [
+        ("/charge", ["/refund", "/release"]),  # undone as if exhausted, not skipped as refused
+        ("/confirm", ["/confirm/settle"]),  # settled as if its answer was lost
+    ],
+)
+async def test_a_refusal_after_an_attempt_that_got_no_answer_is_not_taken_at_its_word(
+    store: InMemorySagaStore, path: str, then: list[str]
+):
+    participants = Participants()
+    participants.answer(path, TIMEOUT, REFUSED)
+    participants.answer("/confirm/settle", NOT_APPLIED)
+
+    saga = await _run(store, participants)
+
+    done = ACTIONS[: ACTIONS.index(path)]
+    assert participants.calls[: len(done) + 2 + len(then)] == [*done, path, path, *then]
+    assert saga.status is SagaStatus.COMPENSATED
+
+
+async def test_a_saga_whose_lease_expired_is_resumed_by_another_runner_and_ends_once():
+    clock = ManualClock()
+    store = InMemorySagaStore(LEASE_SECONDS, clock=clock)
+    participants = Participants()
+    reached, released = participants.hold("/charge")
+    ended_here, ended_there = Outcomes(), Outcomes()
+    stalled = _runner(store, participants, "replica-a", on_outcome=ended_here)
+    recovering = _runner(store, participants, "replica-b", on_outcome=ended_there)
+    saga, token = await _started(store, stalled)
+
+    run = asyncio.create_task(stalled.run(saga.id, token))
+    await reached.wait()  # the charge is in flight, and its run hangs on it past its lease
+    clock.advance(LEASE_SECONDS + 1)
+    assert await recovering.recover(10) == 1
+    ended = await recovering.wait_until_final(saga.id, timeout=5)
+    released.set()  # the stalled run's answer arrives at last: its move is fenced off
+    await run
+
+    assert ended is not None and ended.status is SagaStatus.COMPLETED
+    assert await store.get(saga.id) == ended
+    assert participants.calls == ["/reserve", "/charge", "/charge", "/confirm"]
+    assert participants.applied == ACTIONS  # the charge, sent twice under one key, applied once
+    assert _attempts(store, ended, "charge") == [
+        AttemptStatus.INTERRUPTED,  # the stalled run's: recovery could not know its outcome
+        AttemptStatus.SUCCEEDED,
+    ]
+    assert _events(store, ended) == ["trip.completed"]
+    assert (ended_here.count, ended_there.count) == (0, 1)
+    await recovering.stop()
+
+
+@pytest.mark.parametrize(
+    ("failing", "stuck_at", "retried", "status"),
+    [
+        # The pivot's answer was lost, and its service cannot say whether it went through.
+        (
+            {"/confirm": TIMEOUT, "/confirm/settle": TIMEOUT},
+            (2, Phase.ACTION),
+            "/confirm",
+            SagaStatus.COMPLETED,
+        ),
+        # A compensation fails past its retries.
+        (
+            {"/charge": REFUSED, "/release": TIMEOUT},
+            (0, Phase.COMPENSATION),
+            "/release",
+            SagaStatus.COMPENSATED,
+        ),
+    ],
+    ids=["pivot", "compensation"],
+)
+async def test_an_operator_retry_resumes_a_stuck_saga_where_it_stopped(
+    store: InMemorySagaStore,
+    failing: dict[str, Answer],
+    stuck_at: tuple[int, Phase],
+    retried: str,
+    status: SagaStatus,
+):
+    participants = Participants()
+    for path, answer in failing.items():
+        participants.answer(path, answer)
+    runner = _runner(store, participants)
+    saga, token = await _started(store, runner)
+    await runner.run(saga.id, token)
+    stuck = await store.get(saga.id)
+    assert stuck is not None and stuck.status is SagaStatus.NEEDS_ATTENTION
+    assert (stuck.step, stuck.phase) == stuck_at
+
+    participants.answer(retried, {})  # the operator mended what was wrong
+    participants.calls.clear()
+    assert await runner.retry(stuck)
+    ended = await runner.wait_until_final(saga.id, timeout=5)
+
+    assert ended is not None and ended.status is status
+    assert participants.calls == [retried]  # the call it stopped at, once more, and no other
+    assert _events(store, ended) == [f"trip.{status.lower()}"]
+    assert not await runner.retry(ended)  # once it moves on, there is nothing to retry
+    await runner.stop()
+
+
+# --- the deadline -------------------------------------------------------------------------------
+
+DEADLINE = timedelta(minutes=1)
+# The trip with a deadline, and a step after its pivot that only goes forward.
+NOTIFY = Step("notify", _call("shop", "/notify"), kind=StepKind.RETRIABLE)
+LATE_TRIP = replace(TRIP, steps=(*TRIP.steps, NOTIFY), deadline=DEADLINE)
+
+
+async def _past_the_deadline_during(
+    store: InMemorySagaStore, participants: Participants, path: str
+) -> tuple[SagaRunner, SagaState]:
+    """Run a LATE_TRIP whose call to `path` takes longer than the saga's deadline."""
+    runner = _runner(store, participants, definition=LATE_TRIP)
+    token = runner.owner.lease_token()
+    saga = await store.create(LATE_TRIP, {"trip": 1}, None, f"trip:{uuid.uuid4()}", token)
+    assert saga is not None
+    reached, released = participants.hold(path)
+    run = asyncio.create_task(runner.run(saga.id, token))
+    await reached.wait()
+    store.clock.advance(DEADLINE.total_seconds() + 1)  # type: ignore[attr-defined]
+    released.set()
+    await run
+    ended = await store.get(saga.id)
+    assert ended is not None
+    return runner, ended
+
+
+async def test_past_its_deadline_no_new_action_starts_and_the_saga_compensates(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+
+    _, saga = await _past_the_deadline_during(store, participants, "/charge")
+
+    # The charge in flight ends; the pivot is never called; what applied is undone.
+    assert participants.calls == ["/reserve", "/charge", "/refund", "/release"]
+    assert saga.status is SagaStatus.COMPENSATED
+    assert saga.error is not None
+    assert (saga.error["code"], saga.error["step"]) == ("deadline_exceeded", "confirm")
+
+
+async def test_past_its_deadline_after_the_pivot_the_saga_waits_for_an_operator(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+
+    runner, saga = await _past_the_deadline_during(store, participants, "/confirm")
+
+    assert participants.calls == ["/reserve", "/charge", "/confirm"]  # nothing undone
+    assert saga.status is SagaStatus.NEEDS_ATTENTION
+    assert saga.attention is not None
+    assert (saga.attention["code"], saga.attention["step"]) == ("deadline_exceeded", "notify")
+
+    # The operator decides: the retry goes on past the deadline.
+    assert await runner.retry(saga)
+    ended = await runner.wait_until_final(saga.id, timeout=5)
+    assert ended is not None and ended.status is SagaStatus.COMPLETED
+    assert participants.calls[-1] == "/notify"
