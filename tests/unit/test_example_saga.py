@@ -1,5 +1,6 @@
 """The example saga of docs/engine.md (examples/subscriptions/saga.py): the calls it builds from
-its typed data, what follows each failure, how it starts, and its one line of registration."""
+its typed data, what follows each failure, how it starts, its one line of registration, and a
+run through every failure point by the test kit."""
 
 from datetime import timedelta
 
@@ -7,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from examples.subscriptions import app
-from examples.subscriptions.saga import RENEWAL_SAGA, SUBSCRIPTIONS, RenewSubscription
+from examples.subscriptions.saga import RENEWAL_SAGA, SUBSCRIPTIONS, Renewal, RenewSubscription
 from orchestrator.definitions import SAGAS
 from sagaengine.decisions import CallOutcome, Position, after_action, after_compensation
 from sagaengine.definition import (
@@ -19,6 +20,7 @@ from sagaengine.definition import (
     StepKind,
     idempotency_key,
 )
+from sagaengine.testing import explore
 
 SAGA_ID = "0f6b7a52-2a3c-4e1d-9c55-1d2e3f4a5b6c"
 STARTED = {"subscription_id": 12, "month": "2027-01"}
@@ -164,3 +166,13 @@ def test_the_example_orchestrator_runs_the_renewal_beside_the_orchestrators_saga
     assert set(app.SAGAS.current) == {*SAGAS.current, "subscription_renewal"}
     assert app.SAGAS.participants["subscriptions"] == SUBSCRIPTIONS
     assert SUBSCRIPTIONS.url_setting == "SUBSCRIPTIONS_SERVICE_URL"
+
+
+def test_the_renewal_survives_every_failure_point() -> None:
+    """Refused, transient, answer lost, out of budget, arriving late, the orchestrator dying
+    before and after each call: each action applied at most once, undone exactly when the
+    renewal compensates, in reverse order, and nothing past the activation's decision."""
+    started = Renewal(subscription_id=12, month="2027-01")
+    exploration = explore(RENEWAL_SAGA, started, answers={"reserve_renewal": RESERVED})
+    exploration.assert_ok()
+    assert {step for step, _ in exploration.points} == {s.name for s in STEPS}
