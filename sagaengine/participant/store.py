@@ -165,6 +165,10 @@ class IdempotencyStore:
         if placed is not None:
             return None
         record = session.execute(select(model).where(model.key == action_key)).scalar_one()
+        if record.outcome == Outcome.PENDING:
+            # Only the transaction that claimed a key sees it PENDING (any other waits on the
+            # INSERT above): a compensation that names its own key names no action that ran.
+            return None
         return _answer_of(record)
 
     def reverse_once(

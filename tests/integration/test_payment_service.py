@@ -385,6 +385,17 @@ def test_a_refund_of_a_payment_cancelled_already_is_refused(client: TestClient) 
     assert_error(cancel_then_refund(client, approval_key), 409, "payment_not_refundable")
 
 
+def test_a_refund_or_a_cancellation_that_names_its_own_key_names_no_approval(
+    client: TestClient,
+) -> None:
+    """Its own key is claimed by its own transaction, not an approval that ran: nothing to give
+    back, a 409 (or an empty cancellation), never a 5xx (found by the fuzz test)."""
+    key = new_key()
+    assert_error(refund(client, key, key), 409, "payment_not_refundable")
+    other = new_key()
+    assert cancel(client, other, other).status_code == 200
+
+
 def cancel_then_refund(client: TestClient, approval_key: str) -> httpx.Response:
     cancel(client, approval_key, new_key())  # a compensation that finds it cancelled already
     return refund(client, approval_key, new_key())
