@@ -66,3 +66,16 @@ def test_the_boundary_check_sees_a_forbidden_import(tmp_path: Path):
     planted = tmp_path / "planted.py"
     planted.write_text("from orchestrator.definitions import REGISTRY\nimport common.logs\n")
     assert {"orchestrator.definitions", "common.logs"} <= _imported_modules(planted)
+
+
+def test_the_public_api_the_package_names_resolves_and_loads_lazily():
+    probe = (
+        "import sys, sagaengine\n"
+        "assert 'sagaengine.postgres' not in sys.modules, 'loaded at import'\n"
+        "missing = [n for n in sagaengine.__all__ if getattr(sagaengine, n, None) is None]\n"
+        "print(missing, all(n in sagaengine.__doc__ for n in sagaengine.__all__))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == "[] True"  # every name resolves, and the docstring names it
