@@ -86,10 +86,12 @@ def set_control(body: ControlIn, request: Request) -> ControlOut:
     """Make deliveries (POST /events) fail or slow down on purpose; reading stays possible."""
     behaviour = _behaviour(request)
     behaviour.control = Control(**body.model_dump())
-    return ControlOut(**body.model_dump(), in_flight=behaviour.in_flight)
+    return ControlOut(**body.model_dump(), in_flight=behaviour.in_flight, failed=behaviour.failed)
 
 
 @router.get("/_control")
 def get_control(request: Request) -> ControlOut:
     behaviour = _behaviour(request)
-    return ControlOut(**behaviour.control.__dict__, in_flight=behaviour.in_flight)
+    return ControlOut(
+        **behaviour.control.__dict__, in_flight=behaviour.in_flight, failed=behaviour.failed
+    )

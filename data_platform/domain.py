@@ -18,11 +18,16 @@ class Behaviour:
     def __init__(self) -> None:
         self.control = Control()
         self.in_flight = 0
+        self.failed = 0  # deliveries answered 500 on purpose (fail_rate), since the start
         self._lock = threading.Lock()
         self._random = random.Random()
 
     def fails_now(self) -> bool:
-        return self._random.random() < self.control.fail_rate
+        if self._random.random() >= self.control.fail_rate:
+            return False
+        with self._lock:
+            self.failed += 1
+        return True
 
     def enter(self) -> None:
         with self._lock:

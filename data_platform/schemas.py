@@ -37,3 +37,4 @@ class ControlIn(BaseModel):
 
 class ControlOut(ControlIn):
     in_flight: int
+    failed: int  # deliveries answered 500 on purpose (fail_rate), since the start

@@ -159,6 +159,10 @@ class Api:
         assert r.status_code == 200, r.text
         return r.json()
 
+    def platform_failed(self) -> int:
+        """Deliveries the platform has answered 500 on purpose (`fail_rate`), so far."""
+        return self.http.get(self.url("data_platform", "/_control")).json()["failed"]
+
     def platform_in_flight(self) -> int:
         return self.http.get(self.url("data_platform", "/_control")).json()["in_flight"]
 
