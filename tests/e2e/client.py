@@ -171,6 +171,13 @@ class Api:
         events = self.http.get(self.url("data_platform", "/events")).json()
         return [e for e in events if e["payload"].get("saga_id") in saga_ids]
 
+    def outbox_pending(self) -> int:
+        """Events the suite's orchestrator has written and not delivered yet."""
+        r = self.http.get(
+            self.url("orchestrator", "/admin/outbox"), params={"limit": 1}, headers=ADMIN_AUTH
+        )
+        return int(r.json()["pending"])
+
     def outbox_rows(self, saga_ids: set[str]) -> list[dict[str, Any]]:
         r = self.http.get(
             self.url("orchestrator", "/admin/outbox"), params={"limit": 500}, headers=ADMIN_AUTH

@@ -86,6 +86,12 @@ def test_a_platform_answering_after_2_seconds_does_not_slow_payments(api: Api):
 
 
 def test_a_platform_failing_half_its_requests_still_gets_every_event_once(api: Api):
+    # Earlier tests' events delivered first: every request failed from here on is this test's.
+    wait_for(
+        lambda: api.outbox_pending() == 0 and api.platform_in_flight() == 0,
+        60,
+        "earlier events to be delivered",
+    )
     api.platform_control(fail_rate=0.5)
     failed_before = api.platform_failed()
     saga_ids: set[str] = set()
