@@ -623,6 +623,10 @@ class SagaRunner:
     def _advance(self, state: SagaState, to: Position, **changes: Any) -> SagaState:
         if to.status is not state.status:
             self.metrics.saga_transitions.labels(state.type, to.status).inc()
+        if to.status in FINAL_STATUSES:  # one line per outcome, to find it by saga id
+            error = changes.get("error") or state.error
+            cause = f": {error.get('code')} at {error.get('step')}" if error else ""
+            log.info("saga %s (%s) is %s%s", state.id, state.type, to.status, cause)
         return replace(
             state, status=to.status, step=to.step, phase=to.phase, starting=False, **changes
         )
@@ -828,5 +832,12 @@ class SagaRunner:
         if token is None:
             return False
         self._deadline_lifted.add(state.id)  # the operator decided: past its deadline, it goes on
+        log.warning(
+            "saga %s (%s): retried by an operator, resuming %s at step %s",
+            state.id,
+            state.type,
+            to.phase,
+            state.attention.get("step") if state.attention else to.step,
+        )
         self.spawn(state.id, token, first=True)
         return True

@@ -6,6 +6,7 @@ The saga here is a small one of its own (reserve, charge, then the pivot confirm
 tests do not move when the application's sagas do."""
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -417,3 +418,32 @@ async def test_past_its_deadline_after_the_pivot_the_saga_waits_for_an_operator(
     ended = await runner.wait_until_final(saga.id, timeout=5)
     assert ended is not None and ended.status is SagaStatus.COMPLETED
     assert participants.calls[-1] == "/notify"
+
+
+async def test_each_outcome_and_each_operator_retry_is_one_log_line(
+    store: InMemorySagaStore, caplog: pytest.LogCaptureFixture
+):
+    participants = Participants()
+    participants.answer("/charge", REFUSED)
+    caplog.set_level(logging.INFO, logger="sagaengine.runner")
+
+    saga = await _run(store, participants)
+
+    outcomes = [r.getMessage() for r in caplog.records if " is COMPENSATED" in r.getMessage()]
+    assert outcomes == [f"saga {saga.id} (trip) is COMPENSATED: insufficient_funds at charge"]
+
+
+async def test_an_operator_retry_says_so_in_the_log(
+    store: InMemorySagaStore, caplog: pytest.LogCaptureFixture
+):
+    participants = Participants()
+    _, saga = await _past_the_deadline_during(store, participants, "/confirm")
+    runner = _runner(store, participants, definition=LATE_TRIP)
+    caplog.set_level(logging.INFO, logger="sagaengine.runner")
+
+    assert await runner.retry(saga)
+    await runner.wait_until_final(saga.id, timeout=5)
+
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"saga {saga.id} (trip): retried by an operator, resuming action at step notify" in lines
+    assert f"saga {saga.id} (trip) is COMPLETED" in lines
