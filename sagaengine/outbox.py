@@ -112,6 +112,10 @@ class OutboxRelay:
         self._backlog_read_at = 0.0
         self.failing_passes = 0  # passes in a row in which every delivery failed
         self._database = Outage(log, "the orchestrator's database (outbox relay)")
+        # Logged once per outage, however many events and passes fail while it lasts.
+        self._platform = Outage(
+            log, "the data platform", "events wait in the outbox and are retried with backoff"
+        )
 
     def notify(self) -> None:
         """A saga just wrote an event: deliver it now rather than at the next poll."""
@@ -179,7 +183,18 @@ class OutboxRelay:
                 self.metrics.outbox_delivery_lag.labels(message.type).observe(max(lag, 0.0))
             else:
                 self.metrics.outbox_failures.labels(message.type).inc()
-                log.warning("outbox: event %s not delivered (%s)", message.event_id, problem)
+                log.debug(
+                    "outbox: event %s of saga %s not delivered (attempt %d): %s",
+                    message.event_id,
+                    message.payload.get("saga_id"),
+                    message.attempts,
+                    problem,
+                )
+        problems = {problem for _, problem in outcomes}
+        if problems == {None}:
+            self._platform.recovered()
+        elif problems:
+            self._platform.failed(RuntimeError(next(p for p in problems if p is not None)))
 
     async def deliver(self, token: str, messages: list[Claimed]) -> bool:
         """Deliver claimed events in one request, and record the outcome."""

@@ -2,11 +2,13 @@
 slow or failing changes neither the outcome nor the latency of a payment, and every event
 arrives exactly once."""
 
+import json
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.e2e.client import Api, wait_for
+from tools.stack import Stack
 
 
 def _orders(api: Api, count: int) -> list[tuple[int, int, bool]]:
@@ -42,8 +44,12 @@ def _delivered_once_each(api: Api, saga_ids: set[str]) -> list[dict]:
     return events
 
 
-def test_a_platform_down_for_the_whole_run_changes_no_outcome_and_loses_no_event(api: Api):
+def test_a_platform_down_for_the_whole_run_changes_no_outcome_and_loses_no_event(
+    api: Api, stack: Stack
+):
     orders = _orders(api, 100)
+    log = stack.processes["orchestrator"].log_path
+    log_offset = log.stat().st_size
     api.platform_control(down=True)
 
     sagas, _ = _pay_all(api, orders)
@@ -70,6 +76,16 @@ def test_a_platform_down_for_the_whole_run_changes_no_outcome_and_loses_no_event
         30,
         "the outbox to record every delivery",
     )
+    # The outage is logged once, and its end once: not a line per event per attempt.
+    with log.open("rb") as lines:
+        lines.seek(log_offset)
+        records = [json.loads(line) for line in lines if line[:1] == b"{" and line[-1:] == b"\n"]
+    warnings = [
+        r["msg"] for r in records if r["level"] == "WARNING" and "data platform" in r["msg"]
+    ]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("the data platform is unavailable, events wait in the outbox")
+    assert warnings[1].startswith("the data platform is back after")
 
 
 def test_a_platform_answering_after_2_seconds_does_not_slow_payments(api: Api):
