@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import DomainError, error_body
 from sagaengine.outage import Outage
@@ -101,9 +102,42 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     return JSONResponse(body, status_code=503, headers=RETRY_AFTER)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+def _internal_error() -> JSONResponse:
     return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Only what escapes the middlewares themselves reaches here (see UnexpectedErrors).
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _internal_error()
+
+
+class UnexpectedErrors:
+    """The last word on an exception no handler took, said inside the request-id middleware: the
+    error line carries the request's ids, the 500 its X-Request-ID, and the exception is logged
+    once. (Left to Starlette's outermost middleware, it was logged there without them, then
+    raised on to the server, which logged it a second time.)"""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not started:  # once an answer is under way, nothing more can be said
+                await _internal_error()(scope, receive, send)
 
 
 def _for(
@@ -125,3 +159,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(psycopg.InterfaceError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
+    # Innermost of the middlewares: call this before common.logs.instrument(app).
+    app.add_middleware(UnexpectedErrors)
