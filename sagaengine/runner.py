@@ -624,6 +624,8 @@ class SagaRunner:
         if to.status is not state.status:
             self.metrics.saga_transitions.labels(state.type, to.status).inc()
         if to.status in FINAL_STATUSES:  # one line per outcome, to find it by saga id
+            logs.saga_step.set(None)  # a line of the saga's, not of its last step's
+            logs.saga_phase.set(None)
             error = changes.get("error") or state.error
             cause = f": {error.get('code')} at {error.get('step')}" if error else ""
             log.info("saga %s (%s) is %s%s", state.id, state.type, to.status, cause)
