@@ -1,12 +1,13 @@
 import base64
 import binascii
+import logging
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from common.auth import require_admin_token
 from common.errors import DomainError
@@ -28,6 +29,8 @@ from sagaengine.registry import Registry
 from sagaengine.runner import SagaRunner
 from sagaengine.starting import SagaNotFound, start_saga
 from sagaengine.store import OutboxStatus, SagaState
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["sagas"])
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
@@ -64,8 +67,7 @@ SagasDep = Annotated[Registry, Depends(_sagas)]
 
 def summary(sagas: Registry, state: SagaState) -> SagaSummary:
     """A saga's row: its state, and the business keys its definition names (order, user...)."""
-    definition = sagas.get((state.type, state.version))
-    keys = definition.keys(definition.data_of(state.payload, state.results)) if definition else {}
+    keys = _keys(sagas, state)
     return SagaSummary(
         saga_id=str(state.id),
         type=state.type,
@@ -77,8 +79,22 @@ def summary(sagas: Registry, state: SagaState) -> SagaSummary:
         created_at=state.created_at,
         updated_at=state.updated_at,
         finished_at=state.finished_at,
-        **keys,  # also at the top level, where clients read `order_id` and `seat_id`
+        # Also at the top level, where clients read `order_id` and `seat_id`.
+        **{name: value for name, value in keys.items() if name not in SagaSummary.model_fields},
     )
+
+
+def _keys(sagas: Registry, state: SagaState) -> dict[str, Any]:
+    """The business keys the saga's definition names; none if this process does not know its
+    definition, or its stored data no longer reads (the admin still lists it, never a 500)."""
+    definition = sagas.get((state.type, state.version))
+    if definition is None:
+        return {}
+    try:
+        return definition.keys(definition.data_of(state.payload, state.results))
+    except ValidationError:
+        log.warning("saga %s: its data does not read as %s's", state.id, definition.name)
+        return {}
 
 
 async def detail(sagas: Registry, admin: AdminQueries, state: SagaState) -> SagaOut:

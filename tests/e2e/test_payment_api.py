@@ -70,10 +70,11 @@ def test_refuses_unknown_paid_and_cancelled_orders_without_creating_a_saga(api: 
     ],
     ids=repr,
 )
-def test_refuses_malformed_start_requests_with_422(api: Api, body):
+@pytest.mark.parametrize("path", ["/payments", "/sagas/payment"])
+def test_refuses_malformed_start_requests_with_422(api: Api, body, path: str):
     before = api.saga_count()
 
-    r = api.http.post(api.url("orchestrator", "/payments"), json=body)
+    r = api.http.post(api.url("orchestrator", path), json=body)
 
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "validation_error"
@@ -91,6 +92,26 @@ def test_refuses_broken_json_and_bad_wait_values(api: Api):
     )
     assert (broken.status_code, broken.json()["error"]["code"]) == (422, "validation_error")
     assert (bad_wait.status_code, bad_wait.json()["error"]["code"]) == (422, "validation_error")
+
+
+def test_a_start_of_an_unknown_saga_type_is_a_404_and_records_nothing(api: Api):
+    before = api.saga_count()
+
+    r = api.http.post(api.url("orchestrator", "/sagas/no_such_saga"), json={"order_id": 1})
+
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "saga_not_found")
+    assert api.saga_count() == before
+
+
+def test_a_saga_is_read_under_its_own_type_only(api: Api):
+    saga = api.pay(api.create_order(api.create_user(1_000), 100))
+
+    mine = api.http.get(api.url("orchestrator", f"/sagas/payment/{saga['saga_id']}"))
+    other = api.http.get(api.url("orchestrator", f"/sagas/refund/{saga['saga_id']}"))
+
+    assert mine.status_code == 200
+    assert mine.json()["keys"] == {"order_id": saga["order_id"], "user_id": saga["user_id"]}
+    assert (other.status_code, other.json()["error"]["code"]) == (404, "saga_not_found")
 
 
 @pytest.mark.parametrize("saga_id", ["00000000-0000-0000-0000-000000000000", "not-a-uuid", "1"])
