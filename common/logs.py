@@ -1,6 +1,6 @@
 """Structured JSON logs, one object per line, with the request id (and, in the orchestrator, the
 saga id, step and phase) on every line, so that one saga can be followed across every process
-with one grep.
+with one grep; with traces on (common/tracing.py), with the trace and span ids too.
 
 The request id comes from the caller's `X-Request-ID` header (1 to 128 of `A-Za-z0-9._:-`), or is
 made here; it is answered back in the same header, and the orchestrator sends its saga's request
@@ -42,6 +42,11 @@ class JsonFormatter(logging.Formatter):
             value = var.get()
             if value is not None:
                 line[name] = value
+        # Set by OpenTelemetry's logging instrumentation when traces are on ("0": no span).
+        trace_id = getattr(record, "otelTraceID", "0")
+        if trace_id != "0":
+            line["trace_id"] = trace_id
+            line["span_id"] = getattr(record, "otelSpanID", None)
         line.update(getattr(record, "fields", {}))
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)

@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from common import logs
+from common import logs, tracing
 from common.db import migrate
 from common.settings import ServiceSettings
 
@@ -52,6 +52,7 @@ def main(
     except ValidationError as exc:
         sys.exit(f"{package}: invalid settings: {exc}")
     logs.configure(package, settings.log_level)
+    tracing.configure(package)  # before any connection is opened: its statements are traced
     migrate(settings.sqlalchemy_url, settings.migrations)
     log.info(
         "%s: database %s is at the latest migration", package, settings.sqlalchemy_url.database

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from common import faults, logs, metrics
+from common import faults, logs, metrics, tracing
 from common.auth import require_service_token
 from common.db import create_service_engine, head_revision, not_ready, reading
 from common.errors import error_body
@@ -114,6 +114,7 @@ def create_service_app(
     install_error_handlers(app)
     metrics.instrument(app)
     logs.instrument(app)
+    tracing.instrument_app(app)
     app.include_router(health_router)
     if idempotency is not None:
         app.include_router(

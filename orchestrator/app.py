@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from common import logs
+from common import logs, tracing
 from common import metrics as http_metrics
 from common.db import (
     CONNECT_TIMEOUT_SECONDS,
@@ -160,6 +160,7 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
     install_error_handlers(app)
     http_metrics.instrument(app)
     logs.instrument(app)
+    tracing.instrument_app(app)
 
     @app.get("/health", tags=["health"])
     async def health(request: Request) -> JSONResponse:

@@ -115,6 +115,7 @@ class InMemorySagaStore:
         *,
         saga_id: uuid.UUID | None = None,
         first: RemoteCall | None = None,
+        trace_parent: str | None = None,
     ) -> SagaState | None:
         saga_id = saga_id or uuid.uuid4()
         stored_payload = _json(payload)
@@ -140,6 +141,7 @@ class InMemorySagaStore:
             updated_at=now,
             finished_at=None,
             starting=first is not None,
+            trace_parent=trace_parent,
         )
         self._sagas[saga_id] = _Saga(state, lock_key, now + self.lease)
         if request is None:

@@ -29,6 +29,7 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from sagaengine import context as logs
+from sagaengine import tracing
 from sagaengine.metrics import EngineMetrics
 from sagaengine.outage import Outage, backoff, unavailable
 from sagaengine.postgres import PlainSql
@@ -46,6 +47,7 @@ class Claimed:
     occurred_at: datetime
     attempts: int
     request_id: str | None = None  # of the saga that wrote it: the delivery carries it too
+    trace_parent: str | None = None  # of the saga that wrote it: the delivery links to it
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class RelayPolicy:
 
 
 # Claim up to `limit` deliverable rows, in one statement: pending, due, unclaimed (or their claim
-# expired), and the oldest pending row of their aggregate; each with its saga's request id.
+# expired), and the oldest pending row of their aggregate; each with its saga's request id and
+# trace.
 CLAIM = f"""
     UPDATE outbox
     SET claimed_by = %(token)s, claimed_until = now() + %(claim)s, attempts = attempts + 1
@@ -74,7 +77,8 @@ CLAIM = f"""
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED)
     RETURNING id, event_id, type, payload, occurred_at, attempts,
-              (SELECT request_id FROM sagas WHERE sagas.id = outbox.saga_id)
+              (SELECT request_id FROM sagas WHERE sagas.id = outbox.saga_id),
+              (SELECT trace_parent FROM sagas WHERE sagas.id = outbox.saga_id)
 """
 # Whoever holds the claim now, an event that reached the platform is delivered.
 MARK_DELIVERED = f"""
@@ -198,8 +202,10 @@ class OutboxRelay:
 
     async def deliver(self, token: str, messages: list[Claimed]) -> bool:
         """Deliver claimed events in one request, and record the outcome."""
-        problem = await self._post(messages)
-        await self._record(token, [(message, problem) for message in messages])
+        types = [m.type for m in messages]
+        with tracing.delivery_span(types, [m.trace_parent for m in messages]):
+            problem = await self._post(messages)
+            await self._record(token, [(message, problem) for message in messages])
         return problem is None
 
     async def run_once(self) -> int:

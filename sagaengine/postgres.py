@@ -36,7 +36,7 @@ from sagaengine.store import AttemptStatus, LeaseLost, NextAttempt, Owner, SagaS
 # The columns of a saga, in the order state_of_row takes them (the fields' order of SagaState).
 SAGA_COLUMNS = """id, type, definition_version, status, phase, step, payload, results, error,
     attention, client_key, request_id, lease_owner, created_at, updated_at, finished_at,
-    starting"""
+    starting, trace_parent"""
 
 # A start, in one statement: the saga (unless its client key, or a live saga of its lock key,
 # exists already: then nothing), `starting` while its first step decides whether the start
@@ -45,10 +45,10 @@ CREATE = f"""
     WITH created AS (
         INSERT INTO sagas (id, type, definition_version, status, phase, step, payload, results,
                            client_key, lock_key, request_id, lease_owner, lease_expires_at,
-                           starting)
+                           starting, trace_parent)
         VALUES (%(id)s, %(type)s, %(version)s, %(status)s, %(phase)s, 0, %(payload)s, '{{}}',
                 %(client_key)s, %(lock_key)s, %(request_id)s, %(token)s, now() + %(lease)s,
-                %(starting)s)
+                %(starting)s, %(trace_parent)s)
         ON CONFLICT DO NOTHING
         RETURNING {SAGA_COLUMNS}
     ), ahead AS (
@@ -242,6 +242,7 @@ def state_of_record(row: SagaRecord | Row[Any]) -> SagaState:
         updated_at=row.updated_at,
         finished_at=row.finished_at,
         starting=row.starting,
+        trace_parent=row.trace_parent,
     )
 
 
@@ -301,6 +302,7 @@ class PostgresSagaStore:
         *,
         saga_id: uuid.UUID | None = None,
         first: RemoteCall | None = None,
+        trace_parent: str | None = None,
     ) -> SagaState | None:
         """The saga and, with `first`, its first call's attempt, in one statement (CREATE)."""
         step = definition.steps[0]
@@ -320,6 +322,7 @@ class PostgresSagaStore:
             first_step_name=step.name,
             first_key=None,
             first_request=None,
+            trace_parent=trace_parent,
         )
         if first is not None:
             params["first_key"] = idempotency_key(str(params["id"]), step, Phase.ACTION)

@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from sagaengine import context as logs
+from sagaengine import tracing
 from sagaengine.decisions import (
     CallOutcome,
     Position,
@@ -300,32 +301,34 @@ class SagaRunner:
                 if waiting:
                     self._first_waiting -= 1
                     waiting = False
-                await self._run(saga_id, token, state)
+                await self._run(saga_id, token, state, resumed=first)
         finally:
             if waiting:  # cancelled before it got a slot
                 self._first_waiting -= 1
 
-    async def _run(self, saga_id: uuid.UUID, token: str, state: SagaState | None) -> None:
+    async def _run(
+        self, saga_id: uuid.UUID, token: str, state: SagaState | None, *, resumed: bool
+    ) -> None:
         logs.saga_id.set(str(saga_id))  # this task's log lines, and its calls, carry the saga
         try:
             if state is None:
                 state = await self._persisted(lambda _: self.store.get(saga_id))
-            if state is not None and state.request_id:
+            if state is None:
+                return
+            if state.request_id:
                 logs.request_id.set(state.request_id)
-            while state is not None and state.status in (
-                SagaStatus.RUNNING,
-                SagaStatus.COMPENSATING,
-            ):
-                # The version the saga started on, whatever is current now.
-                definition = self.definitions[(state.type, state.version)]
-                if state.status is SagaStatus.RUNNING:
-                    state = await self._run_action(definition, state, token)
-                else:
-                    state = await self._run_compensation(definition, state, token)
-                self._running[saga_id] = state
-                self._notify(saga_id, state)
-                if state.is_final and self.on_outcome is not None:
-                    self.on_outcome()
+            with tracing.run_span(str(saga_id), state.type, state.trace_parent, resumed=resumed):
+                while state.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+                    # The version the saga started on, whatever is current now.
+                    definition = self.definitions[(state.type, state.version)]
+                    if state.status is SagaStatus.RUNNING:
+                        state = await self._run_action(definition, state, token)
+                    else:
+                        state = await self._run_compensation(definition, state, token)
+                    self._running[saga_id] = state
+                    self._notify(saga_id, state)
+                    if state.is_final and self.on_outcome is not None:
+                        self.on_outcome()
         except LeaseLost:
             log.info("saga %s: lease lost, another run has it", saga_id)
         except asyncio.CancelledError:
@@ -499,6 +502,7 @@ class SagaRunner:
             ctx.action_key,
             self.compensation_policy,
             send_key=False,
+            kind="settle",
         )
         settled = called.response
         if called.outcome is not CallOutcome.SUCCEEDED or settled is None:
@@ -645,9 +649,11 @@ class SagaRunner:
         *,
         send_key: bool = True,
         defer_success: bool = False,
+        kind: str | None = None,
     ) -> Called:
         """One remote call with its retries, each attempt persisted before and after (with
-        `defer_success`, the end of a successful attempt is left to the caller's move)."""
+        `defer_success`, the end of a successful attempt is left to the caller's move), and
+        traced (`kind`: what the call is, if not its phase: a pivot's settle call)."""
         logs.saga_step.set(step.name)
         logs.saga_phase.set(str(phase))
         client = self.clients[call.service]
@@ -669,8 +675,18 @@ class SagaRunner:
         )
         try:
             async for attempt in retrying:
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
+                number = attempt.retry_state.attempt_number
+                span_of = tracing.attempt_span(
+                    saga_id=str(state.id),
+                    saga_type=state.type,
+                    step=step.name,
+                    phase=str(phase),
+                    call=kind or str(phase),
+                    attempt=number,
+                    key=key,
+                )
+                with attempt, span_of as span:
+                    if number > 1:
                         self.metrics.step_retries.labels(state.type, step.name, phase).inc()
                     attempt_id = self._written_ahead(state.id, key, call)
                     if attempt_id is None:
@@ -684,6 +700,7 @@ class SagaRunner:
                             if isinstance(failure, BusinessRefusal)
                             else AttemptStatus.FAILED
                         )
+                        tracing.attempt_ended(span, status, failure.code)
                         await self._finish(
                             state, token, attempt_id, status, error=failure.as_json()
                         )
@@ -693,6 +710,7 @@ class SagaRunner:
                         self.metrics.step_seconds.labels(state.type, step.name, phase).observe(
                             time.perf_counter() - started
                         )
+                    tracing.attempt_ended(span, AttemptStatus.SUCCEEDED)
                     log.info("%s %s: SUCCEEDED", step.name, phase)
                     if defer_success:
                         return Called(CallOutcome.SUCCEEDED, response, unrecorded=attempt_id)

@@ -77,6 +77,9 @@ class SagaRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The W3C traceparent of its start request's span: every run of it, in any process, goes on
+    # in that trace (sagaengine/tracing.py). NULL when tracing was off.
+    trace_parent: Mapped[str | None] = mapped_column(String(64))
 
 
 class StepAttempt(Base):

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from sagaengine import context
+from sagaengine import context, tracing
 from sagaengine.definition import RemoteCall, SagaDefinition, SagaStatus
 from sagaengine.errors import Refusal
 from sagaengine.participant import IdempotencyKeyReused
@@ -148,6 +148,7 @@ async def _record_and_begin(
             context.request_id.get(),
             saga_id=saga_id,
             first=first,
+            trace_parent=tracing.current_traceparent(),
         )
         if created is not None:
             try:

@@ -85,6 +85,7 @@ class SagaState:
     updated_at: datetime
     finished_at: datetime | None
     starting: bool = False  # its first step may still refuse the start (SagaStore.create)
+    trace_parent: str | None = None  # the trace it belongs to (sagaengine/tracing.py)
     # As `create` returns it: the attempt it wrote ahead for the first call (not stored).
     first_attempt: int | None = None
 
@@ -140,11 +141,13 @@ class SagaStore(Protocol):
         *,
         saga_id: uuid.UUID | None = None,
         first: RemoteCall | None = None,
+        trace_parent: str | None = None,
     ) -> SagaState | None:
         """Record a saga RUNNING at its first step, leased to `lease_token`; None if a saga of
         this type with this client key, or a live one (not COMPENSATED) with this lock key,
         exists already. With `first` (the call of its first step), the saga is `starting` and
-        that call is written ahead: its attempt is `first_attempt`."""
+        that call is written ahead: its attempt is `first_attempt`. `trace_parent`: the trace
+        its runs go on in."""
         ...
 
     async def withdraw(self, saga_id: uuid.UUID, token: str) -> bool:

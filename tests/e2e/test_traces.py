@@ -1,0 +1,197 @@
+"""A saga is one OpenTelemetry trace across every process, also when another process resumes it
+after a SIGKILL: a stack of its own exports over OTLP to a collector in the test."""
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from tests.e2e.client import Api, assert_invariants, wait_for
+from tests.e2e.inprocess import private_orchestrator_database
+from tools.otlp_sink import OtlpSink, ReceivedSpan
+from tools.stack import Stack, start_stack
+
+PARTICIPANTS = {"order_service", "user_service", "payment_service"}
+SERVER = 2  # Span.SpanKind.SPAN_KIND_SERVER
+
+
+@pytest.fixture(scope="module")
+def traced(databases, tmp_path_factory) -> Iterator[tuple[Stack, OtlpSink, str]]:
+    """Every process exporting to the sink; the orchestrator on a database of its own (the
+    suite's orchestrator would otherwise race this one for its sagas)."""
+    database = private_orchestrator_database("traces")
+    with OtlpSink() as sink:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans reach the sink soon after they end
+            "ORCHESTRATOR_DATABASE_URL": database,
+        }
+        stack = start_stack(tmp_path_factory.mktemp("traced"), extra_env=env)
+        try:
+            yield stack, sink, database
+        finally:
+            stack.stop()
+
+
+@pytest.fixture
+def traced_api(traced) -> Iterator[Api]:
+    api = Api(traced[0])
+    yield api
+    api.clear_faults()
+    api.close()
+
+
+def _trace_of(spans: list[ReceivedSpan], saga_id: str) -> str | None:
+    for span in spans:
+        if span.attributes.get("saga.id") == saga_id:
+            return span.trace_id
+    return None
+
+
+def _attempts(spans: list[ReceivedSpan], trace_id: str) -> list[ReceivedSpan]:
+    """The step attempts of a trace, in the order they started."""
+    attempts = [s for s in spans if s.trace_id == trace_id and "saga.call" in s.attributes]
+    return sorted(attempts, key=lambda s: s.start_ns)
+
+
+def _calls(attempts: list[ReceivedSpan]) -> list[tuple[str, str, str]]:
+    return [
+        (s.attributes["saga.step"], s.attributes["saga.call"], s.attributes["saga.outcome"])
+        for s in attempts
+    ]
+
+
+def _assert_one_tree(spans: list[ReceivedSpan], trace_id: str) -> None:
+    """Every span of the trace hangs from the one root, through parents that were received;
+    each participant's server spans have their SQL below them."""
+    of_trace = {s.span_id: s for s in spans if s.trace_id == trace_id}
+    roots = [s for s in of_trace.values() if not s.parent_span_id]
+    assert [(r.service, r.kind) for r in roots] == [("orchestrator", SERVER)]
+    services = {s.service for s in of_trace.values()}
+    assert PARTICIPANTS <= services, services
+    for service in PARTICIPANTS:
+        servers = {s.span_id for s in of_trace.values() if s.service == service and s.kind == 2}
+        statements = [
+            s
+            for s in of_trace.values()
+            if s.parent_span_id in servers and "db.system" in str(s.attributes)
+        ]
+        assert statements, f"no SQL below {service}'s server spans"
+
+
+def test_a_compensating_payment_is_one_trace_across_every_process(traced, traced_api: Api):
+    stack, sink, _ = traced
+    api = traced_api
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 4_000)
+    api.fault("payment", "approve_payment", "refuse")
+    saga_id = api.pay(order_id)["saga_id"]
+
+    expected = [
+        ("start_order_payment", "action", "SUCCEEDED"),
+        ("deduct_balance", "action", "SUCCEEDED"),
+        ("approve_payment", "action", "REFUSED"),
+        ("deduct_balance", "compensation", "SUCCEEDED"),
+        ("start_order_payment", "compensation", "SUCCEEDED"),
+    ]
+
+    def whole(spans: list[ReceivedSpan]) -> bool:
+        trace_id = _trace_of(spans, saga_id)
+        return trace_id is not None and _calls(_attempts(spans, trace_id)) == expected
+
+    spans = sink.wait_for(whole, timeout=15)
+    trace_id = _trace_of(spans, saga_id)
+    assert trace_id is not None
+    _assert_one_tree(spans, trace_id)
+    refused = _attempts(spans, trace_id)[2]
+    assert refused.status_code == 2  # ERROR
+    assert refused.attributes["saga.idempotency_key"].startswith(saga_id)
+    # The participants' spans of a call hang below the attempt that made it.
+    below = [s for s in spans if s.trace_id == trace_id and s.service == "payment_service"]
+    assert below and all(s.start_ns >= refused.start_ns for s in below)
+
+
+def _saga_of(database: str, order_id: int) -> tuple[str, str | None] | None:
+    with psycopg.connect(database) as conn:
+        row = conn.execute(
+            "SELECT id, trace_parent FROM sagas WHERE payload->>'order_id' = %s", (str(order_id),)
+        ).fetchone()
+    return (str(row[0]), row[1]) if row else None
+
+
+def test_a_saga_resumed_after_sigkill_goes_on_in_the_same_trace(traced, traced_api: Api):
+    stack, sink, database = traced
+    api = traced_api
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 3_000)
+    # The balance's deduction takes 0.7 s: the orchestrator is killed while it is in flight.
+    api.fault("user", "deduct", "delay", delay_ms=700)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(api.start_payment, order_id, f"traced-{order_id}")
+        saga_id, traceparent = wait_for(
+            lambda: _saga_of(database, order_id), 15, "the saga to be recorded"
+        )
+        assert traceparent is not None, "the saga's trace is persisted with it"
+        trace_id = traceparent.split("-")[1]
+
+        def deduct_in_flight() -> bool:
+            steps = api.saga(saga_id)["steps"]
+            return any(
+                (s["step"], s["status"]) == ("deduct_balance", "STARTED") for s in steps
+            )
+
+        wait_for(deduct_in_flight, 15, "the deduction to be in flight")
+        # What the first process did before it died has reached the collector (its start
+        # request's span among it): the kill comes after, so the trace shows both halves.
+        sink.wait_for(
+            lambda spans: any(s.trace_id == trace_id and not s.parent_span_id for s in spans),
+            timeout=15,
+        )
+        orchestrator = stack.processes["orchestrator"]
+        orchestrator.kill()
+    orchestrator.restart()  # same instance id: it takes its sagas back at once
+
+    answer = api.start_payment(order_id, key=f"traced-{order_id}", wait=30)
+    assert answer.json() == {"saga_id": saga_id, "status": "COMPLETED"}
+    assert_invariants([saga_id], [user_id], orchestrator=database)
+
+    def resumed(spans: list[ReceivedSpan]) -> bool:
+        calls = _calls(_attempts(spans, trace_id))
+        return ("complete_order_payment", "action", "SUCCEEDED") in calls and any(
+            s.trace_id == trace_id and s.attributes.get("saga.resumed") is True for s in spans
+        )
+
+    spans = sink.wait_for(resumed, timeout=15)
+    _assert_one_tree(spans, trace_id)
+    # The first call went out before the kill; the deduction the killed process never saw the
+    # end of is made again by the resumed run, and the saga goes on from there, all in order.
+    assert _calls(_attempts(spans, trace_id)) == [
+        ("start_order_payment", "action", "SUCCEEDED"),
+        ("deduct_balance", "action", "SUCCEEDED"),
+        ("approve_payment", "action", "SUCCEEDED"),
+        ("complete_order_payment", "action", "SUCCEEDED"),
+    ]
+    resume = next(s for s in spans if s.trace_id == trace_id and s.attributes.get("saga.resumed"))
+    assert resume.name == "saga payment resume"
+    after = [s for s in _attempts(spans, trace_id) if s.parent_span_id == resume.span_id]
+    assert [s.attributes["saga.step"] for s in after] == [
+        "deduct_balance",
+        "approve_payment",
+        "complete_order_payment",
+    ]
+
+    # The paid order's event is delivered in a trace of its own, linked to the saga's.
+    sink.wait_for(
+        lambda spans: any(s.name == "outbox deliver" and trace_id in s.links for s in spans),
+        timeout=15,
+    )
+    # The resumed process's log lines of the saga carry its trace.
+    log = orchestrator.log_path.read_text().splitlines()
+    outcome = [
+        json.loads(line)
+        for line in log
+        if line.startswith("{") and f"saga {saga_id} (payment) is COMPLETED" in line
+    ]
+    assert [line.get("trace_id") for line in outcome] == [trace_id]
