@@ -1,10 +1,14 @@
-"""Prometheus metrics: HTTP request latency by route on every process, served at `/metrics`."""
+"""Prometheus metrics: HTTP request latency by route and readiness on every process, served at
+`/metrics`; what else a process shows is refreshed at each scrape (`instrument`'s `refresh`)."""
 
+import logging
 import time
+from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -16,6 +20,15 @@ HTTP_REQUEST_SECONDS = Histogram(
     "HTTP request latency by route",
     ["method", "route", "status"],
 )
+SERVICE_READY = Gauge(
+    "service_ready",
+    "1 when this process can serve (its database reachable and migrated), else 0",
+)
+
+log = logging.getLogger(__name__)
+
+# Why the process is not ready (None: it is), as its /health/ready answers.
+Readiness = Callable[[FastAPI], Awaitable[str | None]]
 
 
 class LatencyMiddleware:
@@ -57,11 +70,27 @@ def _route(scope: Scope) -> str:
     return "unmatched"
 
 
-def instrument(app: FastAPI) -> None:
+def instrument(
+    app: FastAPI,
+    readiness: Readiness,
+    refresh: Callable[[FastAPI], Awaitable[None]] | None = None,
+) -> None:
+    """Latency by route, and `/metrics`; each scrape first reads the process's readiness and,
+    when it is ready, `refresh`es the gauges that show what stands now (sagas by status)."""
     # A `_created` series per labelled child doubles /metrics for a timestamp nobody reads.
     disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client: untyped
     app.add_middleware(LatencyMiddleware)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
+        try:
+            reason = await readiness(request.app)
+        except Exception as error:  # not ready, whatever the reason; the scrape still answers
+            reason = str(error)
+        SERVICE_READY.set(0 if reason else 1)
+        if refresh is not None and reason is None:
+            try:
+                await refresh(request.app)
+            except Exception:  # the gauges keep their last values; service_ready says why
+                log.warning("metrics: the gauges could not be refreshed", exc_info=True)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -83,6 +84,10 @@ def ready(request: Request) -> JSONResponse:
     return readiness_answer(reason)
 
 
+async def _readiness(app: FastAPI) -> str | None:
+    return await run_in_threadpool(not_ready, app.state.engine, app.state.migration_head)
+
+
 def readiness_answer(reason: str | None) -> JSONResponse:
     if reason is None:
         return JSONResponse({"status": "ready"})
@@ -112,7 +117,7 @@ def create_service_app(
     app.state.migration_head = head_revision(settings.migrations)
     app.state.faults = faults.FaultInjector() if settings.fault_injection else None
     install_error_handlers(app)
-    metrics.instrument(app)
+    metrics.instrument(app, readiness=_readiness)
     logs.instrument(app)
     tracing.instrument_app(app)
     app.include_router(health_router)

@@ -158,7 +158,14 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
     app.state.settings = settings
     head = head_revision(settings.migrations)
     install_error_handlers(app)
-    http_metrics.instrument(app)
+
+    async def readiness(app: FastAPI) -> str | None:
+        return await not_ready_async(app.state.engine, head)
+
+    async def observe(app: FastAPI) -> None:
+        await app.state.runner.observe()
+
+    http_metrics.instrument(app, readiness, refresh=observe)
     logs.instrument(app)
     tracing.instrument_app(app)
 
@@ -180,7 +187,7 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
     async def ready(request: Request) -> JSONResponse:
         """200 only when it can serve: its database reachable and at the migration this code
         needs; else 503 and why."""
-        return readiness_answer(await not_ready_async(request.app.state.engine, head))
+        return readiness_answer(await readiness(request.app))
 
     app.include_router(router)
     app.include_router(admin)

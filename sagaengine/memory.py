@@ -30,6 +30,7 @@ from sagaengine.definition import (
 from sagaengine.store import (
     AttemptStatus,
     LeaseLost,
+    LiveCount,
     NextAttempt,
     OutboxStatus,
     Owner,
@@ -371,6 +372,17 @@ class InMemorySagaStore:
         )
         saga.lease_expires_at = now + self.lease
         return token
+
+    async def live_counts(self) -> list[LiveCount]:
+        groups: dict[tuple[str, SagaStatus], list[datetime]] = {}
+        for saga in self._sagas.values():
+            state = saga.state
+            if state.status in (*LIVE_STATUSES, SagaStatus.NEEDS_ATTENTION):
+                groups.setdefault((state.type, state.status), []).append(state.created_at)
+        return [
+            LiveCount(kind, status, len(started), min(started))
+            for (kind, status), started in groups.items()
+        ]
 
     async def release_leases(self, owner: Owner) -> None:
         expired = self.clock() - timedelta(seconds=1)

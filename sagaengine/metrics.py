@@ -18,6 +18,10 @@ class EngineMetrics:
     outbox_delivered: Counter
     outbox_failures: Counter
     outbox_delivery_lag: Histogram
+    sagas_live: Gauge
+    oldest_live: Gauge
+    runs_active: Gauge
+    runs_queued: Gauge
 
     @classmethod
     def register(cls, registry: CollectorRegistry = REGISTRY) -> "EngineMetrics":
@@ -70,6 +74,29 @@ class EngineMetrics:
                 "From the saga's outcome to the event's delivery",
                 ["type"],
                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+                registry=registry,
+            ),
+            # Read from the database at each scrape (SagaRunner.observe): the same in every
+            # replica, so aggregate them with max, not sum.
+            sagas_live=Gauge(
+                "sagas_live",
+                "Sagas not final now, by status (RUNNING, COMPENSATING, NEEDS_ATTENTION)",
+                ["type", "status"],
+                registry=registry,
+            ),
+            oldest_live=Gauge(
+                "saga_oldest_live_seconds",
+                "Age of the oldest saga not final, by status (0: none)",
+                ["type", "status"],
+                registry=registry,
+            ),
+            # This process's own: sum them over the replicas.
+            runs_active=Gauge(
+                "saga_runs_active", "Saga runs holding a slot in this process", registry=registry
+            ),
+            runs_queued=Gauge(
+                "saga_runs_queued",
+                "Saga runs waiting for a slot in this process (ORCHESTRATOR_MAX_RUNNING_SAGAS)",
                 registry=registry,
             ),
         )

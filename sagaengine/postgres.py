@@ -31,7 +31,14 @@ from sagaengine.definition import (
     idempotency_key,
 )
 from sagaengine.schema import SagaRecord
-from sagaengine.store import AttemptStatus, LeaseLost, NextAttempt, Owner, SagaState
+from sagaengine.store import (
+    AttemptStatus,
+    LeaseLost,
+    LiveCount,
+    NextAttempt,
+    Owner,
+    SagaState,
+)
 
 # The columns of a saga, in the order state_of_row takes them (the fields' order of SagaState).
 SAGA_COLUMNS = """id, type, definition_version, status, phase, step, payload, results, error,
@@ -206,6 +213,12 @@ CLAIM_FOR_RETRY = """
                      lease_expires_at = now() + %(lease)s, updated_at = now(), attention = NULL
     WHERE id = %(saga_id)s AND status = 'NEEDS_ATTENTION'
     RETURNING id
+"""
+# Through the index on (status, created_at): as many rows as sagas not final, whatever the history.
+LIVE_COUNTS = """
+    SELECT type, status, count(*), min(created_at) FROM sagas
+    WHERE status IN ('RUNNING', 'COMPENSATING', 'NEEDS_ATTENTION')
+    GROUP BY type, status
 """
 RELEASE_LEASES = """
     UPDATE sagas SET lease_expires_at = now() - interval '1 second'
@@ -509,6 +522,10 @@ class PostgresSagaStore:
         token = owner.lease_token()
         params = {"status": str(to.status), "token": token, "lease": self.lease, "saga_id": saga_id}
         return token if await self.sql.one(CLAIM_FOR_RETRY, params) is not None else None
+
+    async def live_counts(self) -> list[LiveCount]:
+        rows = await self.sql.all(LIVE_COUNTS)
+        return [LiveCount(kind, SagaStatus(status), n, oldest) for kind, status, n, oldest in rows]
 
     async def release_leases(self, owner: Owner) -> None:
         """On a clean shutdown: let any replica (or our restart) take our sagas at once."""

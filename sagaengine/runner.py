@@ -85,6 +85,10 @@ def check_leases(
             )
 
 
+# The statuses a saga stands in until it is final, as the gauges show them.
+WATCHED_STATUSES = (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.NEEDS_ATTENTION)
+
+
 class StartRefused(Exception):
     """The first step refused the start with a refusal its definition names: the saga was
     removed, as if never recorded. `error` is the refusal, for the client's answer."""
@@ -138,6 +142,10 @@ class _Slots:
                 with contextlib.suppress(ValueError):
                     queue.remove(waiter)
             raise
+
+    @property
+    def waiting(self) -> int:
+        return sum(not w.done() for queue in (self._first, self._next) for w in queue)
 
     def _release(self) -> None:
         for queue in (self._first, self._next):
@@ -798,6 +806,25 @@ class SagaRunner:
                 if failures:
                     self._database.recovered()
                 return result
+
+    # -- watching ------------------------------------------------------------------------------
+
+    async def observe(self) -> None:
+        """Set the gauges of what stands now: sagas not final by type and status (from the
+        store, so the same in every replica), and this process's runs (for a scrape)."""
+        counts = await self.store.live_counts()
+        types = {kind for kind, _ in self.definitions} | {c.type for c in counts}
+        now = self.clock()
+        for kind in types:
+            for status in WATCHED_STATUSES:
+                self.metrics.sagas_live.labels(kind, status).set(0)
+                self.metrics.oldest_live.labels(kind, status).set(0)
+        for count in counts:
+            self.metrics.sagas_live.labels(count.type, count.status).set(count.count)
+            age = max((now - count.oldest).total_seconds(), 0.0)
+            self.metrics.oldest_live.labels(count.type, count.status).set(age)
+        self.metrics.runs_active.set(self._slots.held)
+        self.metrics.runs_queued.set(self._slots.waiting)
 
     # -- recovery ------------------------------------------------------------------------------
 

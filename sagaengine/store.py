@@ -62,6 +62,17 @@ class NextAttempt:
     call: RemoteCall
 
 
+@dataclass(frozen=True)
+class LiveCount:
+    """How many sagas of a type stand in a status that is not final, and since when the oldest
+    of them was started."""
+
+    type: str
+    status: SagaStatus
+    count: int
+    oldest: datetime
+
+
 class LeaseLost(Exception):
     """Another run owns this saga now; this one must stop without writing."""
 
@@ -257,6 +268,13 @@ class SagaStore(Protocol):
         from NEEDS_ATTENTION, else IllegalSagaTransition) at the same step, its attention
         cleared, under a new lease of `owner`; that token, or None if it was not
         NEEDS_ATTENTION."""
+        ...
+
+    # -- watching ------------------------------------------------------------------------------
+
+    async def live_counts(self) -> list[LiveCount]:
+        """The sagas not final (RUNNING, COMPENSATING, NEEDS_ATTENTION), counted by type and
+        status: what the gauges an operator alerts on show (`SagaRunner.observe`)."""
         ...
 
     async def release_leases(self, owner: Owner) -> None:

@@ -652,6 +652,48 @@ async def test_only_a_stuck_saga_can_be_retried_and_only_forward_or_back(harness
     assert await store.get(stuck.id) == stuck
 
 
+# -- watching ----------------------------------------------------------------------------------
+
+
+async def test_live_counts_are_the_sagas_not_final_by_type_and_status(harness: Harness):
+    store = harness.store
+    first = await _at(store, CONFIRMING)
+    second = await _at(store, CONFIRMING)
+    compensating = await _at(store, COMPENSATING)
+    stuck = await _at(store, STUCK)
+    await _at(store, COMPLETED)
+    await _at(store, COMPENSATED)
+    other, _ = await _started(store, definition=OTHER_TYPE)
+
+    counts = {(c.type, c.status): (c.count, c.oldest) for c in await store.live_counts()}
+
+    assert counts == {
+        ("contract", SagaStatus.RUNNING): (2, min(first.created_at, second.created_at)),
+        ("contract", SagaStatus.COMPENSATING): (1, compensating.created_at),
+        ("contract", SagaStatus.NEEDS_ATTENTION): (1, stuck.created_at),
+        ("other", SagaStatus.RUNNING): (1, other.created_at),
+    }
+
+
+async def test_live_counts_of_no_saga_are_empty(harness: Harness):
+    await _at(harness.store, COMPLETED)
+    assert await harness.store.live_counts() == []
+
+
+async def test_a_saga_keeps_the_trace_it_was_started_in(harness: Harness):
+    store = harness.store
+    traceparent = f"00-{'a1' * 16}-{'b2' * 8}-01"
+    state = await store.create(
+        DEFINITION, {}, None, "order:traced", OWNER.lease_token(), trace_parent=traceparent
+    )
+    untraced, _ = await _started(store)
+
+    assert state is not None and state.trace_parent == traceparent
+    stored = await store.get(state.id)
+    assert stored is not None and stored.trace_parent == traceparent
+    assert untraced.trace_parent is None
+
+
 # -- the port itself ---------------------------------------------------------------------------
 
 PORT_METHODS = sorted(

@@ -6,7 +6,7 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.client import Api, wait_for
+from tests.e2e.client import ADMIN_AUTH, Api, wait_for
 from tools.stack import Stack
 
 
@@ -114,3 +114,42 @@ def test_one_saga_is_followed_by_its_request_id_through_every_process(api: Api, 
         "approve_payment",
         "complete_order_payment",
     ]
+
+
+def _stuck(api: Api) -> float:
+    return _samples(api, "orchestrator").get(
+        ("sagas_live", (("status", "NEEDS_ATTENTION"), ("type", "payment"))), 0.0
+    )
+
+
+def test_the_needs_attention_gauge_counts_a_stuck_saga_until_it_is_fixed(api: Api):
+    """An operator alerts on "stuck now": the gauge goes up with the stuck saga and back down
+    once an operator's retry has made it final (a transition counter never comes down)."""
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 1_000)
+    before = _stuck(api)
+    api.fault("payment", "approve_payment", "refuse")
+    api.fault("user", "charge_back", "error", times=None)
+    saga_id = api.start_payment(order_id, key=f"gauge-{order_id}", wait=2).json()["saga_id"]
+    wait_for(lambda: api.saga(saga_id)["status"] == "NEEDS_ATTENTION", what="a stuck saga")
+
+    assert _stuck(api) == before + 1
+    age = _samples(api, "orchestrator")[
+        ("saga_oldest_live_seconds", (("status", "NEEDS_ATTENTION"), ("type", "payment")))
+    ]
+    assert age > 0
+
+    api.clear_faults()
+    retried = api.http.post(
+        api.url("orchestrator", f"/admin/sagas/{saga_id}/retry"), headers=ADMIN_AUTH
+    )
+    assert retried.status_code == 202
+    final = api.start_payment(order_id, key=f"gauge-{order_id}", wait=30).json()
+    assert final["status"] == "COMPENSATED"
+    assert _stuck(api) == before
+
+
+def test_every_process_says_it_is_ready_in_its_metrics(api: Api, stack: Stack):
+    for name in stack.processes:
+        ready = _samples(api, name)[("service_ready", ())]
+        assert ready == 1, name
