@@ -129,7 +129,8 @@ async def saga_page(request: Request, saga_id: uuid.UUID) -> Response:
         await service.get_saga(runner, str(saga_id)),
     )
     timeline, total_ms = _timeline(saga)
-    context = {"saga": saga, "timeline": timeline, "total_ms": total_ms}
+    trace_link = request.app.state.settings.trace_link(saga.trace_id)
+    context = {"saga": saga, "timeline": timeline, "total_ms": total_ms, "trace_link": trace_link}
     return templates.TemplateResponse(request, "saga.html", context)
 
 

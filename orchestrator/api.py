@@ -29,6 +29,7 @@ from sagaengine.registry import Registry
 from sagaengine.runner import SagaRunner
 from sagaengine.starting import SagaNotFound, start_saga
 from sagaengine.store import OutboxStatus, SagaState
+from sagaengine.tracing import trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def summary(sagas: Registry, state: SagaState) -> SagaSummary:
         created_at=state.created_at,
         updated_at=state.updated_at,
         finished_at=state.finished_at,
+        trace_id=trace_id_of(state.trace_parent),
         # Also at the top level, where clients read `order_id` and `seat_id`.
         **{name: value for name, value in keys.items() if name not in SagaSummary.model_fields},
     )

@@ -53,6 +53,10 @@ class Settings(ServiceSettings):
     # their turn, and recovery takes over no more than there is room for.
     max_running_sagas: int = Field(64, ge=1)
     max_wait_seconds: float = Field(120.0, gt=0)
+    # Where the admin page links a saga's trace: a URL with `{trace_id}` in it, e.g. Jaeger's
+    # http://127.0.0.1:16686/trace/{trace_id} or Grafana's explore URL. Unset: the id alone.
+    trace_url: str | None = None
+
     # Let PostgreSQL prepare the hot path's statements (psycopg does after a few uses). Turn
     # off behind a pooler that cannot keep them: PgBouncer in transaction mode before 1.21.
     db_prepared_statements: bool = True
@@ -71,6 +75,12 @@ class Settings(ServiceSettings):
                 f"ORCHESTRATOR_LEASE_SECONDS must exceed ORCHESTRATOR_STEP_TIMEOUT + "
                 f"ORCHESTRATOR_BACKOFF_MAX ({error})"
             ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _trace_url_names_the_trace(self) -> "Settings":
+        if self.trace_url is not None and "{trace_id}" not in self.trace_url:
+            raise ValueError("ORCHESTRATOR_TRACE_URL must contain {trace_id}")
         return self
 
     @model_validator(mode="after")
@@ -103,6 +113,12 @@ class Settings(ServiceSettings):
             self.backoff_max,
             self.compensation_max_seconds,
         )
+
+    def trace_link(self, trace_id: str | None) -> str | None:
+        """Where a saga's trace is seen (ORCHESTRATOR_TRACE_URL), if it has one."""
+        if trace_id is None or self.trace_url is None:
+            return None
+        return self.trace_url.replace("{trace_id}", trace_id)
 
     def relay_policy(self) -> RelayPolicy:
         return RelayPolicy(

@@ -39,6 +39,8 @@ class SagaSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    # The OpenTelemetry trace of its runs (32 hex digits); null when tracing was off at its start.
+    trace_id: str | None = None
 
 
 class SagaOut(SagaSummary):

@@ -5,10 +5,11 @@ import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import psycopg
 import pytest
 
-from tests.e2e.client import Api, assert_invariants, wait_for
+from tests.e2e.client import ADMIN_AUTH, Api, assert_invariants, wait_for
 from tests.e2e.inprocess import private_orchestrator_database
 from tools.otlp_sink import OtlpSink, ReceivedSpan
 from tools.stack import Stack, start_stack
@@ -27,6 +28,7 @@ def traced(databases, tmp_path_factory) -> Iterator[tuple[Stack, OtlpSink, str]]
             "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans reach the sink soon after they end
             "ORCHESTRATOR_DATABASE_URL": database,
+            "ORCHESTRATOR_TRACE_URL": "http://traces.example/trace/{trace_id}",
         }
         stack = start_stack(tmp_path_factory.mktemp("traced"), extra_env=env)
         try:
@@ -111,6 +113,15 @@ def test_a_compensating_payment_is_one_trace_across_every_process(traced, traced
     # The participants' spans of a call hang below the attempt that made it.
     below = [s for s in spans if s.trace_id == trace_id and s.service == "payment_service"]
     assert below and all(s.start_ns >= refused.start_ns for s in below)
+
+    # The admin API names the trace, and the admin page links to it.
+    admin = api.http.get(api.url("orchestrator", f"/admin/sagas/{saga_id}"), headers=ADMIN_AUTH)
+    assert admin.json()["trace_id"] == trace_id
+    token = ADMIN_AUTH["Authorization"].removeprefix("Bearer ")
+    page = httpx.get(
+        api.url("orchestrator", f"/admin/ui/sagas/{saga_id}"), cookies={"admin_token": token}
+    )
+    assert f'href="http://traces.example/trace/{trace_id}"' in page.text
 
 
 def _saga_of(database: str, order_id: int) -> tuple[str, str | None] | None:

@@ -10,8 +10,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from pydantic import ValidationError
 
 from common.tracing import StatementsNeedAParent
+from orchestrator.config import Settings
 from sagaengine.tracing import trace_id_of
 
 PROBE = """
@@ -87,3 +89,12 @@ def test_the_configured_sampler_still_decides_the_rest():
 )
 def test_the_trace_id_of_a_persisted_traceparent(traceparent, trace_id):
     assert trace_id_of(traceparent) == trace_id
+
+
+def test_a_trace_url_must_say_where_the_trace_id_goes():
+    with pytest.raises(ValidationError, match="ORCHESTRATOR_TRACE_URL"):
+        Settings(trace_url="http://jaeger:16686/trace/")
+    settings = Settings(trace_url="http://jaeger:16686/trace/{trace_id}")
+    assert settings.trace_link("ab" * 16) == f"http://jaeger:16686/trace/{'ab' * 16}"
+    assert settings.trace_link(None) is None
+    assert Settings().trace_link("ab" * 16) is None
