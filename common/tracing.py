@@ -100,6 +100,15 @@ def configure(service: str) -> bool:
     return True
 
 
+def flush(timeout: float = 5.0) -> None:
+    """Send the spans still batched, at a process's shutdown. (The SDK would at exit, but a
+    uvicorn stopped by SIGTERM raises the signal again once shut down, and dies of it: no exit
+    handler runs.)"""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush(int(timeout * 1000))
+
+
 def instrument_app(app: FastAPI) -> None:
     """A server span for each request (its `traceparent` continued), if traces are on."""
     if not wanted():

@@ -111,6 +111,7 @@ def create_service_app(
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
         yield
         engine.dispose()
+        tracing.flush()
 
     app = FastAPI(title=title, lifespan=lifespan, responses=DOCUMENTED_ERRORS)
     app.state.settings = settings

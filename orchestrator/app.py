@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
             await relay.http.aclose()
             await pool.close()
             await engine.dispose()
+            tracing.flush()
 
     app = FastAPI(title="saga orchestrator", lifespan=lifespan, responses=DOCUMENTED_ERRORS)
     app.state.settings = settings

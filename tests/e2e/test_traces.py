@@ -2,6 +2,7 @@
 after a SIGKILL: a stack of its own exports over OTLP to a collector in the test."""
 
 import json
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +13,7 @@ import pytest
 from tests.e2e.client import ADMIN_AUTH, Api, assert_invariants, wait_for
 from tests.e2e.inprocess import private_orchestrator_database
 from tools.otlp_sink import OtlpSink, ReceivedSpan
-from tools.stack import Stack, start_stack
+from tools.stack import Process, Stack, free_port, start_stack
 
 PARTICIPANTS = {"order_service", "user_service", "payment_service"}
 SERVER, CLIENT = 2, 3  # Span.SpanKind
@@ -221,3 +222,19 @@ def test_a_saga_resumed_after_sigkill_goes_on_in_the_same_trace(traced, traced_a
         if line.startswith("{") and f"saga {saga_id} (payment) is COMPLETED" in line
     ]
     assert [line.get("trace_id") for line in outcome] == [trace_id]
+
+
+def test_spans_still_batched_at_a_sigterm_are_sent_before_the_process_ends(databases, tmp_path):
+    """uvicorn dies of the SIGTERM it re-raises once shut down: no exit handler of the SDK runs,
+    so the shutdown itself sends what is batched (the default batch waits 5 s)."""
+    with OtlpSink() as sink:
+        env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+        platform = Process("data_platform", free_port(), env, tmp_path / "platform.log")
+        platform.start()
+        try:
+            platform.wait_healthy()
+            assert httpx.get(f"{platform.url}/_control").status_code == 200
+            assert sink.spans == []  # still batched
+        finally:
+            platform.stop()
+        assert [s.name for s in sink.spans if s.kind == SERVER] == ["GET /_control"]
