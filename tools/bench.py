@@ -19,6 +19,9 @@ their range, and a ratio is the ratio of the medians. Every process runs at LOG_
    every one is final.
 5. Scale: the orchestrator's tables seeded with finished sagas: throughput and admin list
    latency as ratios to the database before, and the plan of every hot query.
+6. Tracing: the orchestrator of the commit before the tracing code, this one with no OTLP
+   endpoint, and this one exporting every trace to a collector on loopback, side by side on the
+   same services: CPU per saga of each as a ratio to the first.
 
     python -m tools.bench [--levels 1,8,32,128] [--per-level 120] [--peers dbos,temporal] ...
 
@@ -763,6 +766,69 @@ def scale_table(scale: Scale) -> str:
 # -- the report ------------------------------------------------------------------------------
 
 
+# -- 6. tracing -----------------------------------------------------------------------------
+
+# The last commit before the tracing code (sagaengine/tracing.py, common/tracing.py): the
+# baseline its cost is measured against.
+TRACING_BASELINE = "0fea943"
+TRACING_OFF_TARGET = 1.03  # with no endpoint, ≤ 3% more orchestrator CPU per saga
+
+
+@dataclass
+class TracingRuns:
+    samples: dict[str, list[Sample]]  # by variant: "before", "off", "on"
+    labels: dict[str, str]
+    exports: int  # export requests the collector received from the traced orchestrator
+
+    def cpu(self, variant: str) -> float:
+        """The median over the rounds of the variant's orchestrator CPU seconds per saga."""
+        return statistics.median(s.cpu[variant] for s in self.samples[variant])
+
+
+def tracing_section(
+    stack: Stack, sagas: int, concurrency: int, rounds: int, log_dir: Path
+) -> TracingRuns:
+    """Three orchestrators side by side, each on a database of its own, taking turns."""
+    from tools.bench_ab import rounds as take_turns
+    from tools.bench_ab import start_version
+    from tools.otlp_sink import OtlpSink
+
+    with OtlpSink(keep=False) as sink:
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_TRACES_SAMPLER": "always_on"}
+        variants = {
+            "before": (TRACING_BASELINE, {}, f"{TRACING_BASELINE}: no tracing code"),
+            "off": (".", {}, "this checkout, no OTLP endpoint"),
+            "on": (".", traced, "this checkout, every trace exported (loopback collector)"),
+        }
+        labels = {name: label for name, (_, _, label) in variants.items()}
+        try:
+            for n, (name, (ref, env, _)) in enumerate(variants.items()):
+                stack.processes[name] = start_version(stack, ref, 10 + n, log_dir, env)
+            targets = {name: stack.url(name) for name in variants}
+            pids = {name: pid for name, pid in _pids(stack).items() if name != "orchestrator"}
+            samples = asyncio.run(take_turns(targets, pids, sagas, concurrency, rounds, stack))
+        finally:
+            for name in variants:
+                if name in stack.processes:
+                    stack.processes.pop(name).stop()
+        return TracingRuns(samples, labels, sink.requests)
+
+
+def tracing_table(runs: TracingRuns) -> str:
+    rows = [
+        "| orchestrator | sagas/s (median) | orchestrator CPU ms per saga | vs before |",
+        "|---|---:|---:|---:|",
+    ]
+    before = runs.cpu("before")
+    for name, samples in runs.samples.items():
+        rate = statistics.median(s.throughput for s in samples)
+        cpu = runs.cpu(name)
+        rows.append(
+            f"| {runs.labels[name]} | {rate:.1f} | {cpu * 1000:.2f} | {cpu / before:.3f}x |"
+        )
+    return "\n".join(rows)
+
+
 def machine() -> str:
     return (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
@@ -823,7 +889,9 @@ PEER_TARGETS = {"dbos": 1.25, "temporal": 3.0}  # throughput, times the peer's
 PEER_TARGET_LEVELS = (8, 32)
 
 
-def targets(results, peers, platform_samples, recovery, scale) -> tuple[str, list[str]]:
+def targets(
+    results, peers, platform_samples, recovery, scale, tracing=None
+) -> tuple[str, list[str]]:
     rows = ["| target | measured | |", "|---|---|---|"]
     headline = []
     top = max(level for level, _ in results)
@@ -902,6 +970,17 @@ def targets(results, peers, platform_samples, recovery, scale) -> tuple[str, lis
             f"with {scale.seeded:,} finished sagas stored: throughput {t:.2f}x, admin list "
             f"≤ {admin:.2f}x of an empty database"
         )
+    if tracing:
+        off = tracing.cpu("off") / tracing.cpu("before")
+        on = tracing.cpu("on") / tracing.cpu("before")
+        rows.append(
+            f"| tracing with no endpoint: orchestrator CPU per saga ≤ {TRACING_OFF_TARGET}x "
+            f"without the code | {off:.3f}x | {_verdict(off <= TRACING_OFF_TARGET)} |"
+        )
+        headline.append(
+            f"tracing: {off:.2f}x the orchestrator's CPU per saga with no endpoint, {on:.2f}x "
+            "exporting every trace"
+        )
     return "\n".join(rows), headline
 
 
@@ -937,6 +1016,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--recovery", type=int, default=1000, help="sagas in flight; 0: skip")
     parser.add_argument("--scale", type=int, default=1_000_000, help="seeded sagas; 0: skip")
+    parser.add_argument(
+        "--tracing", type=int, default=120, help="sagas per variant and round; 0: skip"
+    )
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--plot", type=Path, default=Path("docs/img/bench.png"))
     args = parser.parse_args(argv)
@@ -954,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     levels = [int(n) for n in args.levels.split(",")]
     peer_names = [n for n in args.peers.split(",") if n]
-    platform_samples = recovery = scale = None
+    platform_samples = recovery = scale = tracing = None
     try:
         results, profile = asyncio.run(
             concurrency_section(stack, levels, args.per_level, args.rounds, log_dir)
@@ -985,10 +1067,13 @@ def main(argv: list[str] | None = None) -> int:
             from tools.bench_scale import explain_hot_queries
 
             scale.plans = explain_hot_queries(scale.database)
+        if args.tracing:
+            tracing = tracing_section(stack, args.tracing, 32, args.rounds, log_dir)
+            print(tracing_table(tracing))
     finally:
         stack.stop()
     plotted = plot(results, peers, args.plot)
-    table, headline = targets(results, peers, platform_samples, recovery, scale)
+    table, headline = targets(results, peers, platform_samples, recovery, scale, tracing)
     args.output.write_text(
         bench_report.render(
             machine=machine(),
@@ -1008,6 +1093,8 @@ def main(argv: list[str] | None = None) -> int:
             scale_table=scale_table(scale) if scale else "",
             plot=args.plot if plotted else None,
             steps=STEPS.read_text() if STEPS.exists() else "",
+            tracing=tracing_table(tracing) if tracing else "",
+            tracing_exports=tracing.exports if tracing else 0,
         )
     )
     if args.output == Path("docs/benchmarks.md"):  # the report of record: the README quotes it

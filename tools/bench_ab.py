@@ -60,12 +60,15 @@ def describe(ref: str) -> str:
     return shown.stdout.strip() or ref
 
 
-def start_version(stack: Stack, ref: str, n: int, log_dir: Path) -> Process:
-    """An orchestrator of version `ref` on the stack's services, on a fresh database."""
+def start_version(
+    stack: Stack, ref: str, n: int, log_dir: Path, env: dict[str, str] | None = None
+) -> Process:
+    """An orchestrator of version `ref` on the stack's services, on a fresh database (with
+    `env` besides its defaults)."""
     prefix = f"{bench_db_prefix()}_ab"
     url = make_url(postgres_url()).set(database=f"{prefix}_orchestrator_{n}")
     drop_database(url.set(drivername="postgresql+psycopg"))  # it migrates its own at start
-    env = {"ORCHESTRATOR_DATABASE_URL": url.render_as_string(hide_password=False)}
+    env = {**(env or {}), "ORCHESTRATOR_DATABASE_URL": url.render_as_string(hide_password=False)}
     process = orchestrator_process(stack, log_dir, f"orchestrator-{n}", env, defaults=True)
     if ref != ".":
         process.cwd = export(ref, Path(tempfile.mkdtemp(prefix=f"bench-ab-{n}-")))

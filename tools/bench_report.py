@@ -154,6 +154,8 @@ def render(
     scale_table: str,
     plot: Path | None,
     steps: str = "",
+    tracing: str = "",
+    tracing_exports: int = 0,
 ) -> str:
     picture = (
         f"![throughput and p99 latency against concurrency]({plot.relative_to('docs')})"
@@ -298,4 +300,27 @@ events; a dead platform is probed once per backoff, not retried per event.
 ## 5. Scale of the stored state
 
 {_scale(scale, scale_table, args)}
+
+## 6. What tracing costs
+
+{_tracing(tracing, tracing_exports, args)}
 """
+
+
+def _tracing(table: str, exports: int, args) -> str:
+    if not table:
+        return "_Not run (`--tracing 0`)._"
+    return f"""Three orchestrators side by side on the same services, each on a database of its own,
+taking turns in {args.rounds} rounds of {args.tracing} payments at concurrency 32, the direction
+alternating (`tools/bench_ab.py`'s rounds): the commit before the tracing code, this checkout
+with no OTLP endpoint (the default: no SDK installed, the engine's span calls one check each),
+and this checkout exporting every trace (`OTEL_TRACES_SAMPLER=always_on`) to a collector on
+loopback that only counts what it gets ({exports:,} export requests). Only the orchestrator is
+traced here (the services are the stack's, untraced): its CPU per saga is what is compared.
+
+{table}
+
+With an endpoint, each saga is about twenty spans in the orchestrator (the start request's, a
+run's, each attempt's, each HTTP call's and each SQL statement's), batched by the SDK and sent
+over OTLP/HTTP by a thread of its own; `OTEL_TRACES_SAMPLER=parentbased_traceidratio` with
+`OTEL_TRACES_SAMPLER_ARG=0.1` keeps a tenth of them, and their cost with them."""

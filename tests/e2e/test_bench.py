@@ -1,6 +1,7 @@
 """`make bench` end to end at tiny sizes: every section runs against real processes and the
 report says what it measured. (Its numbers are not checked: they are measured, not tested.)"""
 
+import re
 from pathlib import Path
 
 from tests.conftest import PREFIX
@@ -20,7 +21,7 @@ def test_the_bench_runs_every_section_and_writes_its_report(tmp_path, monkeypatc
     readme = Path("README.md").read_text()
     report, picture = tmp_path / "benchmarks.md", tmp_path / "bench.png"
     argv = ["--levels", "1,4", "--per-level", "6", "--peers", "", "--platform-sagas", "3"]
-    argv += ["--rounds", "1", "--recovery", "8", "--scale", "300"]
+    argv += ["--rounds", "1", "--recovery", "8", "--scale", "300", "--tracing", "4"]
     assert bench.main([*argv, "--output", str(report), "--plot", str(picture)]) == 0
 
     text = report.read_text()
@@ -31,6 +32,7 @@ def test_the_bench_runs_every_section_and_writes_its_report(tmp_path, monkeypatc
         "## 3. The data platform does not slow payments",
         "## 4. Recovery after a SIGKILL",
         "## 5. Scale of the stored state",
+        "## 6. What tracing costs",
     ):
         assert heading in text
     assert "| concurrency | run | sagas/s | range | vs floor |" in text
@@ -39,6 +41,10 @@ def test_the_bench_runs_every_section_and_writes_its_report(tmp_path, monkeypatc
     assert "| sagas unfinished at the kill | 8 |" in text
     assert "**all hold**" in text  # the recovered sagas' invariants
     assert "### 1. start: insert the saga" in text  # the query plans
+    assert "| this checkout, every trace exported (loopback collector) |" in text
+    exports = re.search(r"\(([\d,]+) export requests\)", text)
+    assert exports and int(exports.group(1).replace(",", "")) > 0  # the traced one exported
+    assert "| tracing with no endpoint: orchestrator CPU per saga ≤ 1.03x" in text
     assert Path("README.md").read_text() == readme  # only the report of record rewrites it
 
 
