@@ -26,7 +26,7 @@ run-all: install ## Start every service in the foreground (Ctrl-C stops them all
 migrate: install ## Create and migrate the database of every process
 	@for s in $(SERVICES); do $(BIN)/python -m $$s migrate || exit 1; done
 
-test: install browser ## Run the whole test suite (on the local PostgreSQL, or an embedded one)
+test: install browser promtool ## Run the whole test suite (on the local PostgreSQL, or an embedded one)
 	$(BIN)/pytest
 
 # The admin page test drives Debian's Chromium (Playwright cannot download a browser here).
@@ -37,6 +37,17 @@ browser: ## Install Debian's chromium for the admin page test, if it is missing
 	    apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; \
 	  else \
 	    echo "make: the admin page test needs Debian's chromium: run 'sudo apt-get install -y chromium'" >&2; \
+	    exit 1; \
+	  fi; }
+
+# The alert rules' tests run promtool (tests/unit/test_observability_config.py).
+promtool: ## Install Debian's prometheus (promtool) for the alert rules' tests, if it is missing
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make: installing Debian's prometheus (the alert rules' tests run its promtool)"; \
+	    apt-get update -q >/dev/null && apt-get install -y -q prometheus >/dev/null; \
+	  else \
+	    echo "make: the alert rules' tests need promtool: run 'sudo apt-get install -y prometheus'" >&2; \
 	    exit 1; \
 	  fi; }
 
@@ -56,4 +67,4 @@ lint: install ## Check style (ruff) and types (mypy --strict: engine, orchestrat
 clean: ## Remove the virtualenv, caches and the embedded database's data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache *.egg-info
 
-.PHONY: help install browser run-all migrate test chaos bench purge lint clean
+.PHONY: help install browser promtool run-all migrate test chaos bench purge lint clean
