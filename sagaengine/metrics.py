@@ -2,9 +2,13 @@
 one set (`EngineMetrics.register()`) and hands it to its runner and relay; a test or a second
 runner in one process takes an unregistered set (`EngineMetrics.unregistered()`)."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from sagaengine.definition import Phase, SagaDefinition, SagaStatus
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,28 @@ class EngineMetrics:
                 registry=registry,
             ),
         )
+
+    def declare(self, definitions: Iterable[SagaDefinition[Any]]) -> None:
+        """Export the counters of these sagas at zero before anything happens. A labelled
+        counter that first appears at 1 has no sample before its first increment, so `rate()`
+        and `increase()` never count it: the first saga of a type to need attention, or a
+        step's first retry, would not show on a dashboard nor in an alert."""
+        for definition in definitions:
+            self.sagas_started.labels(definition.name)
+            for status in SagaStatus:
+                self.saga_transitions.labels(definition.name, status)
+            for step in definition.steps:
+                self.step_retries.labels(definition.name, step.name, Phase.ACTION)
+                if step.compensation is not None:
+                    self.step_retries.labels(definition.name, step.name, Phase.COMPENSATION)
+
+    def declare_events(self, types: Iterable[str]) -> None:
+        """The outbox's counters of these event types, at zero until used (see `declare`):
+        the relay learns a type from its first event, so a delivery failure is counted from
+        the first one after it."""
+        for kind in types:
+            self.outbox_delivered.labels(kind)
+            self.outbox_failures.labels(kind)
 
     @classmethod
     def unregistered(cls) -> "EngineMetrics":

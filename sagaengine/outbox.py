@@ -203,6 +203,7 @@ class OutboxRelay:
     async def deliver(self, token: str, messages: list[Claimed]) -> bool:
         """Deliver claimed events in one request, and record the outcome."""
         types = [m.type for m in messages]
+        self.metrics.declare_events(set(types))
         with tracing.delivery_span(types, [m.trace_parent for m in messages]):
             problem = await self._post(messages)
             await self._record(token, [(message, problem) for message in messages])

@@ -196,6 +196,7 @@ class SagaRunner:
         metrics: EngineMetrics | None = None,
     ):
         self.metrics = metrics or EngineMetrics.unregistered()
+        self.metrics.declare(definitions.values())
         self.definitions = definitions
         check_leases(
             store.lease.total_seconds(),
