@@ -377,7 +377,9 @@ class ChaosRun:
             deadline = time.monotonic() + self.config.chaos_seconds + 120
             with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
                 flows = pool.map(lambda i: self.flow(starts[i], i, deadline), range(len(starts)))
-                saga_ids = [saga_id for sagas in flows for saga_id in sagas]
+                # Once each: two starts may answer one saga (the same seat and user, by its
+                # lock key), and a saga counted twice would be a saga that does not exist.
+                saga_ids = list(dict.fromkeys(s for sagas in flows for s in sagas))
             chaos.join()
             retried, unsettled = self.settle(saga_ids)
             report = check(self.databases(), saga_ids, users)

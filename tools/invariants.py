@@ -68,6 +68,7 @@ class _Saga:
 
 
 def check(dbs: Databases, saga_ids: list[str], user_ids: list[int]) -> Report:
+    saga_ids = list(dict.fromkeys(saga_ids))  # each saga once, however often it was named
     report = Report(sagas=len(saga_ids))
     bad = report.violations.append
     recorded = [

@@ -21,11 +21,11 @@ def _counting_runs(r: SagaRunner) -> dict[str, int]:
     counts = {"running": 0, "peak": 0}
     run = r._run
 
-    async def counting_run(*args) -> None:
+    async def counting_run(*args, **kwargs) -> None:
         counts["running"] += 1
         counts["peak"] = max(counts["peak"], counts["running"])
         try:
-            await run(*args)
+            await run(*args, **kwargs)
         finally:
             counts["running"] -= 1
 
