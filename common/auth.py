@@ -1,7 +1,9 @@
-"""Bearer-token checks: the admin token for operators, the service token between processes."""
+"""Bearer-token checks: the admin tokens for operators (two roles), the service token between
+processes."""
 
 import hmac
 from collections.abc import Callable
+from enum import StrEnum
 
 from fastapi import Request
 
@@ -11,6 +13,52 @@ from common.errors import DomainError
 class Unauthorized(DomainError):
     status_code = 401
     code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    code = "forbidden"
+
+
+class Role(StrEnum):
+    """What an operator's token lets them do: the admin token reads and acts, the viewer token
+    (ADMIN_VIEWER_TOKEN) only reads."""
+
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+def role_of(given: str, admin_token: str, viewer_token: str | None) -> Role | None:
+    """The role `given` is the token of, or None. Both tokens are always compared, each in
+    constant time: how long it takes says neither which one matched nor how much of it."""
+    given_bytes = given.encode()
+    is_admin = hmac.compare_digest(given_bytes, admin_token.encode())
+    # Without a viewer token, the same work against one that no bearer can match.
+    is_viewer = hmac.compare_digest(given_bytes, (viewer_token or "\0" + admin_token).encode())
+    if is_admin and given:
+        return Role.ADMIN
+    if is_viewer and viewer_token:
+        return Role.VIEWER
+    return None
+
+
+def admin_role(request: Request) -> Role:
+    """A dependency: the role of the request's admin bearer token (also kept on
+    `request.state.role`), or 401."""
+    settings = request.app.state.settings
+    role = role_of(_bearer(request), settings.admin_token, settings.admin_viewer_token)
+    if role is None:
+        raise Unauthorized("missing or invalid bearer token")
+    request.state.role = role
+    return role
+
+
+def operator(request: Request) -> Role:
+    """A dependency for an operator's action: the admin role, else 403 (a viewer may only read)."""
+    role = admin_role(request)
+    if role is not Role.ADMIN:
+        raise Forbidden("this token may only read: retrying or cancelling needs ADMIN_TOKEN")
+    return role
 
 
 def _bearer(request: Request) -> str:
@@ -31,4 +79,3 @@ def bearer_token_required(token_of: Callable[[Request], str]) -> Callable[[Reque
 
 
 require_service_token = bearer_token_required(lambda r: r.app.state.settings.service_token)
-require_admin_token = bearer_token_required(lambda r: r.app.state.settings.admin_token)

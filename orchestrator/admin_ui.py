@@ -1,11 +1,11 @@
 """The admin page: sagas with filters and counts, each saga's timeline, the outbox backlog, and a
 retry button for sagas that need an operator. Server-rendered (Jinja2), no front-end build.
 
-Logging in sets the admin token in an HttpOnly, SameSite=Strict cookie; every page checks it in
-constant time, as the admin API checks its bearer token.
+Logging in sets the operator's token (the admin token, or the viewer token, which may only read)
+in an HttpOnly, SameSite=Strict cookie; every page checks it in constant time, as the admin API
+checks its bearer token, and an action needs the admin token.
 """
 
-import hmac
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from common.auth import Forbidden, Role, role_of
 from orchestrator import service
 from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
 from orchestrator.schemas import SagaOut
@@ -26,10 +27,15 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(prefix="/admin/ui", include_in_schema=False)
 
 
+def _role(request: Request) -> Role | None:
+    """The role of the token the operator logged in with, or None (not logged in)."""
+    settings = request.app.state.settings
+    token = request.cookies.get(COOKIE, "")
+    return role_of(token, settings.admin_token, settings.admin_viewer_token)
+
+
 def _logged_in(request: Request) -> bool:
-    expected = request.app.state.settings.admin_token
-    given = request.cookies.get(COOKIE, "")
-    return hmac.compare_digest(given.encode(), expected.encode())
+    return _role(request) is not None
 
 
 def _to_login() -> RedirectResponse:
@@ -45,7 +51,8 @@ def login_page(request: Request, failed: bool = False) -> HTMLResponse:
 async def login(request: Request) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
     token = (form.get("token") or [""])[0]
-    if not hmac.compare_digest(token.encode(), request.app.state.settings.admin_token.encode()):
+    settings = request.app.state.settings
+    if role_of(token, settings.admin_token, settings.admin_viewer_token) is None:
         return RedirectResponse("/admin/ui/login?failed=true", status_code=303)
     response = RedirectResponse("/admin/ui", status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/admin/ui")
@@ -130,13 +137,33 @@ async def saga_page(request: Request, saga_id: uuid.UUID) -> Response:
     )
     timeline, total_ms = _timeline(saga)
     trace_link = request.app.state.settings.trace_link(saga.trace_id)
-    context = {"saga": saga, "timeline": timeline, "total_ms": total_ms, "trace_link": trace_link}
+    context = {
+        "saga": saga,
+        "timeline": timeline,
+        "total_ms": total_ms,
+        "trace_link": trace_link,
+        "can_act": _role(request) is Role.ADMIN,
+    }
     return templates.TemplateResponse(request, "saga.html", context)
 
 
 @router.post("/sagas/{saga_id}/retry")
 async def retry(request: Request, saga_id: uuid.UUID) -> Response:
+    role = _role(request)
+    if role is None:
+        return _to_login()
+    if role is not Role.ADMIN:
+        raise Forbidden("this token may only read: retrying needs ADMIN_TOKEN")
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    reason = (form.get("reason") or [""])[0].strip()[:500] or None
+    runner, audit = request.app.state.runner, request.app.state.audit
+    await service.operator_retry(runner, audit, role, str(saga_id), reason)
+    return RedirectResponse(f"/admin/ui/sagas/{saga_id}", status_code=303)
+
+
+@router.get("/audit")
+async def audit_page(request: Request) -> Response:
     if not _logged_in(request):
         return _to_login()
-    await service.retry_saga(request.app.state.runner, str(saga_id))
-    return RedirectResponse(f"/admin/ui/sagas/{saga_id}", status_code=303)
+    actions = await request.app.state.audit.page(200)
+    return templates.TemplateResponse(request, "audit.html", {"actions": actions})

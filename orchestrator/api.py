@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from common.auth import require_admin_token
+from common.auth import Role, admin_role, operator
 from common.errors import DomainError
 from common.fields import Text
 from common.web import OptionalIdempotencyKey
@@ -34,7 +34,9 @@ from sagaengine.tracing import trace_id_of
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["sagas"])
-admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
+# Every admin route needs an operator's token, of either role; an action needs the admin role.
+admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_role)])
+OperatorDep = Annotated[Role, Depends(operator)]
 
 WaitSeconds = Annotated[
     float | None,
@@ -287,10 +289,71 @@ async def get_saga(saga_id: str, request: Request, admin: AdminDep) -> SagaOut:
     return await _read(request, admin, saga_id)
 
 
+class OperatorReason(BaseModel):
+    """Why an operator acts: kept in the audit trail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[Text | None, Field(max_length=500)] = None
+
+
 @admin.post("/sagas/{saga_id}/retry", status_code=202)
-async def retry_saga(saga_id: str, runner: RunnerDep) -> SagaStarted:
-    state = await service.retry_saga(runner, saga_id)
+async def retry_saga(
+    saga_id: str,
+    request: Request,
+    runner: RunnerDep,
+    role: OperatorDep,
+    body: OperatorReason | None = None,
+) -> SagaStarted:
+    """Resume a NEEDS_ATTENTION saga (an optional `{"reason"}` goes to the audit trail)."""
+    reason = body.reason if body else None
+    audit = request.app.state.audit
+    state = await service.operator_retry(runner, audit, role, saga_id, reason)
     return SagaStarted(saga_id=str(state.id), status=state.status)
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str  # the role of the token that acted: admin (ADMIN_TOKEN)
+    action: str
+    saga_id: str | None
+    reason: str | None
+    result: str
+    request_id: str | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None
+
+
+@admin.get("/audit")
+async def audit_trail(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[int | None, Query(ge=1, description="the next_cursor of a page")] = None,
+) -> AuditPage:
+    """The operators' actions (retries, cancellations), newest first."""
+    actions = await request.app.state.audit.page(limit + 1, before=cursor)
+    more = len(actions) > limit
+    actions = actions[:limit]
+    return AuditPage(
+        items=[
+            AuditEntry(
+                id=a.id,
+                at=a.at,
+                actor=a.role,
+                action=a.action,
+                saga_id=a.saga_id,
+                reason=a.reason,
+                result=a.result,
+                request_id=a.request_id,
+            )
+            for a in actions
+        ],
+        next_cursor=str(actions[-1].id) if more else None,
+    )
 
 
 @admin.get("/stats")

@@ -28,6 +28,7 @@ from common.web import readiness_answer
 from orchestrator import admin_ui
 from orchestrator.admin_queries import AdminQueries
 from orchestrator.api import admin, router
+from orchestrator.audit import AuditTrail
 from orchestrator.config import Settings, get_settings
 from orchestrator.definitions import SAGAS
 from sagaengine.http import build_clients
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
         )
         app.state.engine, app.state.runner, app.state.relay = engine, runner, relay
         app.state.admin = AdminQueries(sessionmaker)
+        app.state.audit = AuditTrail(sessionmaker)
         app.state.sagas = sagas
         recovery = asyncio.create_task(
             runner.recovery_loop(settings.recovery_interval, settings.recovery_batch),

@@ -53,6 +53,9 @@ class Settings(ServiceSettings):
     # their turn, and recovery takes over no more than there is room for.
     max_running_sagas: int = Field(64, ge=1)
     max_wait_seconds: float = Field(120.0, gt=0)
+    # A second operator token that may only read the admin API and page (its actions get 403).
+    admin_viewer_token: str | None = Field(None, validation_alias="ADMIN_VIEWER_TOKEN")
+
     # Where the admin page links a saga's trace: a URL with `{trace_id}` in it, e.g. Jaeger's
     # http://127.0.0.1:16686/trace/{trace_id} or Grafana's explore URL. Unset: the id alone.
     trace_url: str | None = None
@@ -75,6 +78,19 @@ class Settings(ServiceSettings):
                 f"ORCHESTRATOR_LEASE_SECONDS must exceed ORCHESTRATOR_STEP_TIMEOUT + "
                 f"ORCHESTRATOR_BACKOFF_MAX ({error})"
             ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _viewer_token_is_its_own(self) -> "Settings":
+        if self.admin_viewer_token is not None and self.admin_viewer_token in (
+            "",
+            self.admin_token,
+            self.service_token,
+        ):
+            raise ValueError(
+                "ADMIN_VIEWER_TOKEN must be a token of its own, not empty, the ADMIN_TOKEN or "
+                "the SERVICE_TOKEN"
+            )
         return self
 
     @model_validator(mode="after")

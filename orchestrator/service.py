@@ -1,7 +1,12 @@
 """Use cases of the orchestrator's API beyond a start (`sagaengine.starting`, one path for
-every saga): read a saga, retry one an operator looked at."""
+every saga): read a saga, retry one an operator looked at (recorded in the audit trail)."""
 
+import logging
+
+from common.auth import Role
 from common.errors import DomainError
+from orchestrator.audit import AuditTrail
+from sagaengine.context import request_id
 from sagaengine.definition import SagaStatus
 from sagaengine.runner import SagaRunner
 from sagaengine.starting import find_saga
@@ -17,6 +22,9 @@ async def get_saga(runner: SagaRunner, saga_id: str, *saga_types: str) -> SagaSt
     return await find_saga(runner, saga_id, *saga_types)
 
 
+log = logging.getLogger(__name__)
+
+
 async def retry_saga(runner: SagaRunner, saga_id: str) -> SagaState:
     state = await get_saga(runner, saga_id)
     if state.status is not SagaStatus.NEEDS_ATTENTION or not await runner.retry(state):
@@ -24,3 +32,31 @@ async def retry_saga(runner: SagaRunner, saga_id: str) -> SagaState:
             f"saga {saga_id} is {state.status}; only NEEDS_ATTENTION can be retried"
         )
     return await get_saga(runner, saga_id)
+
+
+async def operator_retry(
+    runner: SagaRunner, audit: AuditTrail, role: Role, saga_id: str, reason: str | None
+) -> SagaState:
+    """An operator's retry, recorded in the audit trail with what came of it: accepted, or the
+    code of its refusal (the error is raised again for the answer)."""
+    try:
+        state = await retry_saga(runner, saga_id)
+    except DomainError as refusal:
+        await _record(audit, role, "retry", saga_id, reason, refusal.code)
+        raise
+    await _record(audit, role, "retry", saga_id, reason, "accepted")
+    return state
+
+
+async def _record(
+    audit: AuditTrail, role: Role, action: str, saga_id: str, reason: str | None, result: str
+) -> None:
+    await audit.record(
+        role=role,
+        action=action,
+        saga_id=saga_id,
+        reason=reason,
+        result=result,
+        request_id=request_id.get(),
+    )
+    log.info("operator (%s) %s of saga %s: %s", role, action, saga_id, result)

@@ -70,6 +70,7 @@ def reset_databases(env: dict[str, str]) -> None:
 
 # Test settings: a short client timeout and small retry budgets, so failures show fast.
 ORCHESTRATOR_TEST_ENV = {
+    "ADMIN_VIEWER_TOKEN": "dev-viewer-token",  # the read-only operator (tests of the two roles)
     "ORCHESTRATOR_STEP_TIMEOUT": "1.0",
     "ORCHESTRATOR_ACTION_ATTEMPTS": "4",
     "ORCHESTRATOR_ACTION_MAX_SECONDS": "10",
