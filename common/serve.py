@@ -1,5 +1,5 @@
 """`python -m <package> [serve|migrate|<extra command>] [--port N]`: migrate the process's
-database, then serve (or run the command, which parses its own options)."""
+database, then serve; or run an extra command (it parses its own options, and never migrates)."""
 
 import argparse
 import logging
@@ -53,14 +53,16 @@ def main(
         sys.exit(f"{package}: invalid settings: {exc}")
     logs.configure(package, settings.log_level)
     tracing.configure(package)  # before any connection is opened: its statements are traced
+    if args.command in extra_commands:
+        # Its own options and --help first; it touches the database only if it needs to, and
+        # never migrates it (a purge or a relay changing a schema would be a surprise).
+        extra_commands[args.command](settings, rest)
+        return
     migrate(settings.sqlalchemy_url, settings.migrations)
     log.info(
         "%s: database %s is at the latest migration", package, settings.sqlalchemy_url.database
     )
     if args.command == "migrate":
-        return
-    if args.command in extra_commands:
-        extra_commands[args.command](settings, rest)
         return
     if settings.uses_dev_tokens:
         log.warning(

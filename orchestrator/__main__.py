@@ -7,7 +7,15 @@ from sagaengine import purge
 
 
 def relay(settings: Settings, argv: list[str]) -> None:
-    argparse.ArgumentParser(prog="python -m orchestrator relay").parse_args(argv)
+    argparse.ArgumentParser(
+        prog="python -m orchestrator relay",
+        description="Deliver the outbox's events to the data platform until SIGTERM, beside or "
+        "instead of the orchestrators' own relays (ORCHESTRATOR_RELAY_ENABLED=false), as many "
+        f"as you like. Settings from the environment: DATA_PLATFORM_URL "
+        f"({settings.data_platform_url}), ORCHESTRATOR_RELAY_BATCH ({settings.relay_batch}), "
+        f"ORCHESTRATOR_RELAY_INTERVAL ({settings.relay_interval} s). It never migrates the "
+        "database.",
+    ).parse_args(argv)
     run_relay(settings)
 
 

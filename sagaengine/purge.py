@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
 from sagaengine.definition import FINAL_STATUSES
@@ -256,12 +257,14 @@ def run(url: URL, argv: list[str], prog: str = "purge") -> None:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Delete finished sagas older than an age, with their steps and delivered "
-        "outbox events, in batches (see sagaengine/purge.py).",
+        "outbox events, in batches (see sagaengine/purge.py). It never migrates the database.",
     )
     parser.add_argument(
         "--older-than", type=_age, required=True, help="time since the finish: 30d, 12h, 2w"
     )
-    parser.add_argument("--batch", type=int, default=5000, help="sagas per transaction")
+    parser.add_argument(
+        "--batch", type=int, default=5000, help="sagas per transaction (default: 5000)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     parser.add_argument(
         "--archive", type=Path, help="append each purged saga to this JSONL file (.gz: gzip)"
@@ -269,13 +272,22 @@ def run(url: URL, argv: list[str], prog: str = "purge") -> None:
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error("--batch must be at least 1")
-    report = purge(
-        url,
-        args.older_than,
-        batch=args.batch,
-        dry_run=args.dry_run,
-        archive_path=args.archive,
-    )
+    try:
+        report = purge(
+            url,
+            args.older_than,
+            batch=args.batch,
+            dry_run=args.dry_run,
+            archive_path=args.archive,
+        )
+    except OperationalError as error:  # the server cannot be reached: say so, no traceback
+        parser.exit(1, f"{prog}: the database {url.database} cannot be reached: {error.orig}\n")
+    except ProgrammingError as error:  # no saga tables: a purge does not create them
+        parser.exit(
+            1,
+            f"{prog}: the database {url.database} is not migrated ({error.orig}); "
+            "run `python -m orchestrator migrate` first\n",
+        )
     cutoff = report.cutoff.isoformat(timespec="seconds")
     if args.dry_run:
         print(f"dry run: {report.sagas} sagas finished before {cutoff} would be purged")

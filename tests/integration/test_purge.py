@@ -15,11 +15,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine, delete, func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from common.db import drop_database
 from sagaengine import purge as saga_purge
 from sagaengine.schema import OutboxMessage, SagaRecord, StepAttempt
 from tests.conftest import database_url
@@ -258,3 +260,61 @@ def test_command_line_dry_run(engine, sagas):
     )
     assert refused.returncode == 2
     assert "is not an age" in refused.stderr
+
+
+def _orchestrator(*args: str, database: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=ROOT,
+        env={**os.environ, "ORCHESTRATOR_DATABASE_URL": database},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+DEAD = "postgresql://postgres@127.0.0.1:1/nowhere"  # nothing listens on port 1
+
+
+def _libpq(url) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize("command", ["purge", "relay"])
+def test_help_never_touches_the_database(command):
+    done = _orchestrator(command, "--help", database=DEAD)
+    assert done.returncode == 0, done.stderr
+    assert f"usage: python -m orchestrator {command}" in done.stdout
+    assert "never migrates" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_purge_with_the_database_down_says_so_in_one_line():
+    done = _orchestrator("purge", "--older-than", "30d", database=DEAD)
+    assert done.returncode == 1
+    assert "the database nowhere cannot be reached" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_purge_does_not_migrate_a_database_as_a_side_effect():
+    url = make_url(database_url("ORCHESTRATOR")).set(drivername="postgresql+psycopg")
+    empty = url.set(database=f"{url.database}_unmigrated")
+    drop_database(empty)
+    with psycopg.connect(_libpq(url.set(database="postgres")), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{empty.database}"')
+    try:
+        done = _orchestrator(
+            "purge",
+            "--older-than",
+            "30d",
+            database=empty.set(drivername="postgresql").render_as_string(hide_password=False),
+        )
+        assert done.returncode == 1
+        assert "is not migrated" in done.stderr
+        with psycopg.connect(_libpq(empty)) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchone()
+        assert tables == (0,)
+    finally:
+        drop_database(empty)
