@@ -75,9 +75,16 @@ class AdminQueries:
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
         since: datetime | None = None,
+        keys: dict[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> list[SagaState]:
-        """Newest first; `after` is the (created_at, id) of the last saga of the previous page."""
+        """Newest first; `after` is the (created_at, id) of the last saga of the previous page;
+        `keys`: business keys the saga carries (all of them), through the GIN index on keys."""
         query = select(SagaRecord).order_by(SagaRecord.created_at.desc(), SagaRecord.id.desc())
+        if keys:
+            query = query.where(SagaRecord.keys.contains(keys))
+        if request_id is not None:
+            query = query.where(SagaRecord.request_id == request_id)
         if status is not None:
             query = query.where(SagaRecord.status == status)
         if saga_type is not None:

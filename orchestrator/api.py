@@ -265,7 +265,26 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from None
 
 
-@admin.get("/sagas")
+BusinessKey = Annotated[int | None, Query(ge=1, le=2**63 - 1)]
+LIST_FILTERS = {
+    "status", "type", "limit", "cursor", "order_id", "user_id", "concert_id", "seat_id",
+    "request_id",
+}  # fmt: skip
+
+
+def _known_filters(request: Request) -> None:
+    """A filter this list does not know is refused, not ignored: ignoring `?orderid=5` would
+    answer every saga as if they matched."""
+    unknown = sorted(set(request.query_params) - LIST_FILTERS)
+    if unknown:
+        raise DomainError(
+            f"unknown filter {', '.join(unknown)}; known: {', '.join(sorted(LIST_FILTERS))}",
+            code="unknown_filter",
+            status_code=422,
+        )
+
+
+@admin.get("/sagas", dependencies=[Depends(_known_filters)])
 async def list_sagas(
     admin: AdminDep,
     sagas: SagasDep,
@@ -273,9 +292,25 @@ async def list_sagas(
     type: Annotated[Text | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[Text | None, Query(max_length=200)] = None,
+    order_id: BusinessKey = None,
+    user_id: BusinessKey = None,
+    concert_id: BusinessKey = None,
+    seat_id: BusinessKey = None,
+    request_id: Annotated[Text | None, Query(max_length=128)] = None,
 ) -> SagaPage:
+    """Newest first, a page at a time; filtered by status, type, the business keys a saga
+    carries (all that are given) and the request id that started it."""
     after = _decode_cursor(cursor) if cursor else None
-    states = await admin.page(status=status, saga_type=type, limit=limit + 1, after=after)
+    given = {"order_id": order_id, "user_id": user_id, "concert_id": concert_id, "seat_id": seat_id}
+    keys = {name: value for name, value in given.items() if value is not None}
+    states = await admin.page(
+        status=status,
+        saga_type=type,
+        limit=limit + 1,
+        after=after,
+        keys=keys,
+        request_id=request_id,
+    )
     more = len(states) > limit
     states = states[:limit]
     return SagaPage(

@@ -13,7 +13,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from sagaengine.errors import Refusal
 
@@ -236,6 +236,17 @@ class SagaDefinition(Generic[D]):
             if step.learn is not None and step.name in results:
                 data = step.learn(data, results[step.name])
         return data
+
+    def business_keys(
+        self, payload: Mapping[str, Any], results: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Its keys as known from what it started with and has learned (those not known yet
+        left out): what is stored for an operator to find it by."""
+        try:
+            keys = self.keys(self.data_of(payload, results))
+        except ValidationError:  # data that no longer reads: found by other means
+            return {}
+        return {name: value for name, value in keys.items() if value is not None}
 
     def payload_of(self, data: D) -> dict[str, Any]:
         """What a saga's data is persisted as (the fields that were set)."""

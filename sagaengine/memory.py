@@ -117,6 +117,7 @@ class InMemorySagaStore:
         saga_id: uuid.UUID | None = None,
         first: RemoteCall | None = None,
         trace_parent: str | None = None,
+        keys: dict[str, Any] | None = None,
     ) -> SagaState | None:
         saga_id = saga_id or uuid.uuid4()
         stored_payload = _json(payload)
@@ -143,6 +144,7 @@ class InMemorySagaStore:
             finished_at=None,
             starting=first is not None,
             trace_parent=trace_parent,
+            keys=_json(keys or {}),
         )
         self._sagas[saga_id] = _Saga(state, lock_key, now + self.lease)
         if request is None:
@@ -262,6 +264,7 @@ class InMemorySagaStore:
         finished_attempt: tuple[int, AttemptStatus, dict[str, Any] | None] | None = None,
         ahead: NextAttempt | None = None,
         again: bool = False,
+        keys: dict[str, Any] | None = None,
     ) -> int | None:
         check_transition(state.status, to.status)
         final = to.status in FINAL_STATUSES
@@ -293,6 +296,7 @@ class InMemorySagaStore:
             starting=False,
             results=results,
             error=error if error is not None else saga.state.error,
+            keys=_json(keys) if keys is not None else saga.state.keys,
             lease_owner=None if release else saga.state.lease_owner,
             finished_at=now if final else saga.state.finished_at,
         )

@@ -43,7 +43,7 @@ from sagaengine.store import (
 # The columns of a saga, in the order state_of_row takes them (the fields' order of SagaState).
 SAGA_COLUMNS = """id, type, definition_version, status, phase, step, payload, results, error,
     attention, client_key, request_id, lease_owner, created_at, updated_at, finished_at,
-    starting, trace_parent"""
+    starting, trace_parent, keys"""
 
 # A start, in one statement: the saga (unless its client key, or a live saga of its lock key,
 # exists already: then nothing), `starting` while its first step decides whether the start
@@ -52,10 +52,10 @@ CREATE = f"""
     WITH created AS (
         INSERT INTO sagas (id, type, definition_version, status, phase, step, payload, results,
                            client_key, lock_key, request_id, lease_owner, lease_expires_at,
-                           starting, trace_parent)
+                           starting, trace_parent, keys)
         VALUES (%(id)s, %(type)s, %(version)s, %(status)s, %(phase)s, 0, %(payload)s, '{{}}',
                 %(client_key)s, %(lock_key)s, %(request_id)s, %(token)s, now() + %(lease)s,
-                %(starting)s, %(trace_parent)s)
+                %(starting)s, %(trace_parent)s, %(keys)s)
         ON CONFLICT DO NOTHING
         RETURNING {SAGA_COLUMNS}
     ), ahead AS (
@@ -152,6 +152,7 @@ MOVE = f"""
                            ELSE results || jsonb_build_object(%(result_step)s::text,
                                                               %(response)s::jsonb) END,
             error = coalesce(%(error)s, error),
+            keys = coalesce(%(keys)s, keys),
             lease_owner = CASE WHEN %(release)s THEN NULL ELSE lease_owner END,
             lease_expires_at = CASE WHEN %(release)s THEN NULL ELSE now() + %(lease)s END,
             finished_at = CASE WHEN %(final)s THEN now() ELSE finished_at END
@@ -256,6 +257,7 @@ def state_of_record(row: SagaRecord | Row[Any]) -> SagaState:
         finished_at=row.finished_at,
         starting=row.starting,
         trace_parent=row.trace_parent,
+        keys=row.keys,
     )
 
 
@@ -316,6 +318,7 @@ class PostgresSagaStore:
         saga_id: uuid.UUID | None = None,
         first: RemoteCall | None = None,
         trace_parent: str | None = None,
+        keys: dict[str, Any] | None = None,
     ) -> SagaState | None:
         """The saga and, with `first`, its first call's attempt, in one statement (CREATE)."""
         step = definition.steps[0]
@@ -336,6 +339,7 @@ class PostgresSagaStore:
             first_key=None,
             first_request=None,
             trace_parent=trace_parent,
+            keys=Jsonb(keys or {}),
         )
         if first is not None:
             params["first_key"] = idempotency_key(str(params["id"]), step, Phase.ACTION)
@@ -441,6 +445,7 @@ class PostgresSagaStore:
         finished_attempt: tuple[int, AttemptStatus, dict[str, Any] | None] | None = None,
         ahead: NextAttempt | None = None,
         again: bool = False,
+        keys: dict[str, Any] | None = None,
     ) -> int | None:
         """The move, with the end of the call that led here, the outcome's event and the next
         call's write-ahead, in one statement (MOVE); on a try `again` that matched nothing, a
@@ -462,6 +467,7 @@ class PostgresSagaStore:
             "result_step": result_step,
             "response": _json(response),
             "error": _json(error),
+            "keys": _json(keys),
             "release": final or to.status is SagaStatus.NEEDS_ATTENTION,
             "final": final,
             "lease": self.lease,

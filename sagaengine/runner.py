@@ -420,12 +420,13 @@ class SagaRunner:
         if outcome is CallOutcome.SUCCEEDED:
             assert response is not None, "a call that succeeded has an answer"
             results = {**state.results, step.name: response}
+            keys = definition.business_keys(state.payload, results)
             return await self._move(
                 definition,
                 state,
                 token,
                 to,
-                replace(state, results=results),
+                replace(state, results=results, keys=keys),
                 result=(step.name, response),
                 finished_attempt=called.finished(),
             )
@@ -570,6 +571,7 @@ class SagaRunner:
             log.exception("saga %s: its next call could not be built", state.id)
             ahead = None
         error = moved.error if moved.error is not state.error else None
+        keys = moved.keys if moved.keys != state.keys else None  # written only when learned
         attempt_id = await self._persisted(
             lambda again: self.store.move(
                 state,
@@ -581,11 +583,12 @@ class SagaRunner:
                 finished_attempt=finished_attempt,
                 ahead=ahead,
                 again=again,
+                keys=keys,
             )
         )
         if attempt_id is not None and ahead is not None:
             self._ahead[state.id] = (attempt_id, ahead)
-        return self._advance(state, to, results=moved.results, error=moved.error)
+        return self._advance(state, to, results=moved.results, error=moved.error, keys=moved.keys)
 
     def _next_attempt(
         self, definition: SagaDefinition[Any], moved: SagaState

@@ -51,6 +51,14 @@ class SagaRecord(Base):
         ),
         Index("ix_sagas_created", text("created_at DESC"), text("id DESC")),
         Index("ix_sagas_status_created", "status", text("created_at DESC"), text("id DESC")),
+        # The admin finds sagas by business key, and by the request that started them.
+        Index(
+            "ix_sagas_keys",
+            "keys",
+            postgresql_using="gin",
+            postgresql_ops={"keys": "jsonb_path_ops"},
+        ),
+        Index("ix_sagas_request_id", "request_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -80,6 +88,9 @@ class SagaRecord(Base):
     # The W3C traceparent of its start request's span: every run of it, in any process, goes on
     # in that trace (sagaengine/tracing.py). NULL when tracing was off.
     trace_parent: Mapped[str | None] = mapped_column(String(64))
+    # Its business keys (`SagaDefinition.keys`: order id, user id...), as the admin filters by
+    # them (a GIN index: `keys @> '{"order_id": 5}'`).
+    keys: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
 
 class StepAttempt(Base):

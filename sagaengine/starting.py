@@ -149,6 +149,7 @@ async def _record_and_begin(
             saga_id=saga_id,
             first=first,
             trace_parent=tracing.current_traceparent(),
+            keys=definition.business_keys(payload, {}),
         )
         if created is not None:
             try:

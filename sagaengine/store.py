@@ -18,7 +18,7 @@ the same contract tests (tests/contract/test_saga_store.py). What every store pr
 """
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -97,6 +97,8 @@ class SagaState:
     finished_at: datetime | None
     starting: bool = False  # its first step may still refuse the start (SagaStore.create)
     trace_parent: str | None = None  # the trace it belongs to (sagaengine/tracing.py)
+    # Its business keys (order id, user id...: `SagaDefinition.keys`), as an operator finds it.
+    keys: dict[str, Any] = field(default_factory=dict)
     # As `create` returns it: the attempt it wrote ahead for the first call (not stored).
     first_attempt: int | None = None
 
@@ -153,12 +155,13 @@ class SagaStore(Protocol):
         saga_id: uuid.UUID | None = None,
         first: RemoteCall | None = None,
         trace_parent: str | None = None,
+        keys: dict[str, Any] | None = None,
     ) -> SagaState | None:
         """Record a saga RUNNING at its first step, leased to `lease_token`; None if a saga of
         this type with this client key, or a live one (not COMPENSATED) with this lock key,
         exists already. With `first` (the call of its first step), the saga is `starting` and
         that call is written ahead: its attempt is `first_attempt`. `trace_parent`: the trace
-        its runs go on in."""
+        its runs go on in; `keys`: its business keys, as known at its start."""
         ...
 
     async def withdraw(self, saga_id: uuid.UUID, token: str) -> bool:
@@ -232,6 +235,7 @@ class SagaStore(Protocol):
         finished_attempt: tuple[int, AttemptStatus, dict[str, Any] | None] | None = None,
         ahead: NextAttempt | None = None,
         again: bool = False,
+        keys: dict[str, Any] | None = None,
     ) -> int | None:
         """Move a saga standing at `state.status` to `to`, all at once or not at all:
 
@@ -239,7 +243,8 @@ class SagaStore(Protocol):
         - the saga must still be this run's and stand at `state.status`, else LeaseLost;
         - `result` (step name, response) adds an action's answer to the saga's results (the
           response of `finished_attempt`, if given); `error` replaces the saga's error (None
-          keeps it); `attention` is set (None clears it);
+          keeps it); `attention` is set (None clears it); `keys` replace its business keys
+          (None keeps them);
         - `finished_attempt` (attempt id, SUCCEEDED, response) records the end of the call that
           led here;
         - a final move records the finish, and writes `event` to the outbox; a final or

@@ -694,6 +694,26 @@ async def test_a_saga_keeps_the_trace_it_was_started_in(harness: Harness):
     assert untraced.trace_parent is None
 
 
+async def test_a_saga_keeps_its_business_keys_until_a_move_brings_new_ones(harness: Harness):
+    store = harness.store
+    token = OWNER.lease_token()
+    state = await store.create(
+        DEFINITION, {"order_id": 5}, None, "order:5", token, keys={"order_id": 5}
+    )
+    assert state is not None and state.keys == {"order_id": 5}
+
+    await store.move(state, token, CONFIRMING)  # nothing learned: the keys stay
+    confirming = await store.get(state.id)
+    assert confirming is not None and confirming.keys == {"order_id": 5}
+    learned = {"order_id": 5, "user_id": 7}
+    await store.move(confirming, token, COMPLETED, keys=learned)
+
+    done = await store.get(state.id)
+    assert done is not None and done.keys == learned
+    untold, _ = await _started(store)
+    assert untold.keys == {}
+
+
 # -- the port itself ---------------------------------------------------------------------------
 
 PORT_METHODS = sorted(
