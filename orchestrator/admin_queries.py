@@ -97,6 +97,32 @@ class AdminQueries:
         async with self.sessionmaker() as session:
             return [state_of_record(r) for r in await session.scalars(query.limit(limit))]
 
+    async def needing_attention(
+        self,
+        *,
+        saga_type: str | None,
+        step: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> tuple[int, list[SagaState]]:
+        """NEEDS_ATTENTION sagas of a type, stuck at a step, started in [since, until): how many
+        there are, and the oldest `limit` of them (a bulk retry takes the oldest first)."""
+        query = select(SagaRecord).where(SagaRecord.status == SagaStatus.NEEDS_ATTENTION)
+        if saga_type is not None:
+            query = query.where(SagaRecord.type == saga_type)
+        if step is not None:
+            query = query.where(SagaRecord.attention["step"].astext == step)
+        if since is not None:
+            query = query.where(SagaRecord.created_at >= since)
+        if until is not None:
+            query = query.where(SagaRecord.created_at < until)
+        counted = select(func.count()).select_from(query.subquery())
+        oldest = query.order_by(SagaRecord.created_at, SagaRecord.id).limit(limit)
+        async with self.sessionmaker() as session:
+            total = (await session.execute(counted)).scalar_one()
+            return total, [state_of_record(r) for r in await session.scalars(oldest)]
+
     async def count_by_status(self) -> dict[str, int]:
         """Exact counts: reads every saga's status (GET /admin/stats, not on any page)."""
         async with self.sessionmaker() as session:

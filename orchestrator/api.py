@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from common.auth import Role, admin_role, operator
 from common.errors import DomainError
@@ -345,6 +345,56 @@ async def retry_saga(
     audit = request.app.state.audit
     state = await service.operator_retry(runner, audit, role, saga_id, reason)
     return SagaStarted(saga_id=str(state.id), status=state.status)
+
+
+BULK_RETRY_MOST = 100  # sagas per bulk retry: a bounded amount of work per call
+
+
+class BulkRetry(BaseModel):
+    """Which NEEDS_ATTENTION sagas to retry: every filter given must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[Text | None, Field(max_length=64)] = None
+    step: Annotated[Text | None, Field(max_length=64, description="where it is stuck")] = None
+    since: AwareDatetime | None = Field(None, description="started at or after (with a zone)")
+    until: AwareDatetime | None = Field(None, description="started before (with a zone)")
+    limit: int = Field(BULK_RETRY_MOST, ge=1, le=BULK_RETRY_MOST)
+    dry_run: bool = False
+    reason: Annotated[Text | None, Field(max_length=500)] = None
+
+
+class BulkRetried(BaseModel):
+    dry_run: bool
+    matching: int  # NEEDS_ATTENTION sagas the filter matches now, all of them
+    saga_ids: list[str]  # the oldest `limit` of them: what a run retries (or a dry run would)
+    retried: list[str]
+    not_retryable: list[str]  # no longer NEEDS_ATTENTION when their turn came
+
+
+@admin.post("/sagas/retry")
+async def bulk_retry(
+    body: BulkRetry, request: Request, runner: RunnerDep, role: OperatorDep, admin: AdminDep
+) -> BulkRetried:
+    """Retry the NEEDS_ATTENTION sagas a filter matches (type, the step they are stuck at, when
+    they started), the oldest first, at most `limit` per call; `dry_run` only says which."""
+    matching, stuck = await admin.needing_attention(
+        saga_type=body.type,
+        step=body.step,
+        since=body.since,
+        until=body.until,
+        limit=body.limit,
+    )
+    ids = [str(s.id) for s in stuck]
+    if body.dry_run:
+        return BulkRetried(
+            dry_run=True, matching=matching, saga_ids=ids, retried=[], not_retryable=[]
+        )
+    audit = request.app.state.audit
+    retried, refused = await service.operator_bulk_retry(runner, audit, role, stuck, body.reason)
+    return BulkRetried(
+        dry_run=False, matching=matching, saga_ids=ids, retried=retried, not_retryable=refused
+    )
 
 
 class AuditEntry(BaseModel):

@@ -48,6 +48,27 @@ async def operator_retry(
     return state
 
 
+async def operator_bulk_retry(
+    runner: SagaRunner,
+    audit: AuditTrail,
+    role: Role,
+    stuck: list[SagaState],
+    reason: str | None,
+) -> tuple[list[str], list[str]]:
+    """Retry each of these NEEDS_ATTENTION sagas, each recorded in the audit trail as a
+    `bulk_retry`: (the retried, the ones that no longer needed attention)."""
+    retried, refused = [], []
+    for state in stuck:
+        saga_id = str(state.id)
+        if await runner.retry(state):
+            retried.append(saga_id)
+            await _record(audit, role, "bulk_retry", saga_id, reason, "accepted")
+        else:  # retried or cancelled by someone else in between
+            refused.append(saga_id)
+            await _record(audit, role, "bulk_retry", saga_id, reason, SagaNotRetryable.code)
+    return retried, refused
+
+
 async def _record(
     audit: AuditTrail, role: Role, action: str, saga_id: str, reason: str | None, result: str
 ) -> None:

@@ -1,7 +1,10 @@
 """Operators, on real processes: two roles (the admin token acts, the viewer token only reads),
 and an audit trail that records each action once, with who, why and what came of it."""
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
+import pytest
 
 from tests.e2e.client import ADMIN_AUTH, Api, wait_for
 
@@ -91,3 +94,41 @@ def test_the_admin_page_shows_the_audit_trail_and_a_retry_only_to_the_admin(api:
         api.url("orchestrator", "/admin/ui/audit"), cookies={"admin_token": "dev-viewer-token"}
     )
     assert saga_id in audit.text and "fixed from the page" in audit.text
+
+
+def test_a_bulk_retry_s_dry_run_and_run_agree_and_each_saga_is_audited(api: Api):
+    started = datetime.now(UTC) - timedelta(seconds=1)  # this test's sagas, not earlier ones
+    stuck = sorted(_stuck_payment(api) for _ in range(2))
+    url = api.url("orchestrator", "/admin/sagas/retry")
+    which = {"type": "payment", "step": "deduct_balance", "since": started.isoformat()}
+
+    dry = api.http.post(url, json={**which, "dry_run": True}, headers=ADMIN_AUTH).json()
+    assert (dry["matching"], sorted(dry["saga_ids"]), dry["retried"]) == (2, stuck, [])
+    assert api.http.post(url, json=which, headers=VIEWER_AUTH).status_code == 403
+    assert [api.saga(s)["status"] for s in stuck] == ["NEEDS_ATTENTION"] * 2  # nothing moved
+
+    api.clear_faults()
+    run = api.http.post(
+        url, json={**which, "reason": "charge-backs work again"}, headers=ADMIN_AUTH
+    )
+    assert run.status_code == 200, run.text
+    assert sorted(run.json()["retried"]) == stuck == sorted(run.json()["saga_ids"])
+    for saga_id in stuck:
+        wait_for(lambda s=saga_id: api.saga(s)["status"] == "COMPENSATED", what="retried")
+        assert [(a["action"], a["result"]) for a in _actions_on(api, saga_id)] == [
+            ("bulk_retry", "accepted")
+        ]
+    again = api.http.post(url, json={**which, "dry_run": True}, headers=ADMIN_AUTH).json()
+    assert again["matching"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"limit": 101}, {"since": "2026-11-30T10:00:00"}, {"status": "RUNNING"}],
+    ids=["past the bound", "a time without its zone", "an unknown filter"],
+)
+def test_a_bulk_retry_it_cannot_read_is_a_422(api: Api, body: dict):
+    answer = api.http.post(
+        api.url("orchestrator", "/admin/sagas/retry"), json=body, headers=ADMIN_AUTH
+    )
+    assert answer.status_code == 422
