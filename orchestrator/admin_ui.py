@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from common.auth import Forbidden, Role, role_of
+from common.errors import DomainError
 from orchestrator import service
 from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
 from orchestrator.schemas import SagaOut
@@ -143,8 +144,20 @@ async def saga_page(request: Request, saga_id: uuid.UUID) -> Response:
         "total_ms": total_ms,
         "trace_link": trace_link,
         "can_act": _role(request) is Role.ADMIN,
+        "cancellable": _cancellable(request, saga),
     }
     return templates.TemplateResponse(request, "saga.html", context)
+
+
+def _cancellable(request: Request, saga: SagaOut) -> bool:
+    """Whether the page offers a cancel: a saga before its pivot, going forward or stuck."""
+    definition = request.app.state.sagas.get((saga.type, saga.definition_version))
+    if definition is None or saga.status not in ("RUNNING", "NEEDS_ATTENTION"):
+        return False
+    steps = [a for a in saga.steps if a.phase == "action"]
+    at = max((a.step_index for a in steps), default=0)
+    going_back = any(a.phase == "compensation" for a in saga.steps) and saga.status == "RUNNING"
+    return at < definition.pivot_index and not going_back
 
 
 @router.post("/sagas/{saga_id}/retry")
@@ -158,6 +171,22 @@ async def retry(request: Request, saga_id: uuid.UUID) -> Response:
     reason = (form.get("reason") or [""])[0].strip()[:500] or None
     runner, audit = request.app.state.runner, request.app.state.audit
     await service.operator_retry(runner, audit, role, str(saga_id), reason)
+    return RedirectResponse(f"/admin/ui/sagas/{saga_id}", status_code=303)
+
+
+@router.post("/sagas/{saga_id}/cancel")
+async def cancel(request: Request, saga_id: uuid.UUID) -> Response:
+    role = _role(request)
+    if role is None:
+        return _to_login()
+    if role is not Role.ADMIN:
+        raise Forbidden("this token may only read: cancelling needs ADMIN_TOKEN")
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    reason = (form.get("reason") or [""])[0].strip()[:500]
+    if not reason:
+        raise DomainError("a cancellation needs a reason", code="reason_required", status_code=422)
+    runner, audit = request.app.state.runner, request.app.state.audit
+    await service.operator_cancel(runner, audit, role, str(saga_id), reason)
     return RedirectResponse(f"/admin/ui/sagas/{saga_id}", status_code=303)
 
 

@@ -347,6 +347,24 @@ async def retry_saga(
     return SagaStarted(saga_id=str(state.id), status=state.status)
 
 
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[Text, Field(min_length=1, max_length=500, description="for the audit")]
+
+
+@admin.post("/sagas/{saga_id}/cancel", status_code=202)
+async def cancel_saga(
+    saga_id: str, body: CancelRequest, request: Request, runner: RunnerDep, role: OperatorDep
+) -> SagaStarted:
+    """Stop a saga before its pivot from going forward: it compensates what it applied (a
+    call in flight ends first, or times out, and is settled by its key) and ends COMPENSATED
+    with the error `cancelled`. Past its pivot, final, or going back already: 409."""
+    audit = request.app.state.audit
+    state = await service.operator_cancel(runner, audit, role, saga_id, body.reason)
+    return SagaStarted(saga_id=str(state.id), status=state.status)
+
+
 BULK_RETRY_MOST = 100  # sagas per bulk retry: a bounded amount of work per call
 
 

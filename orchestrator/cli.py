@@ -4,6 +4,7 @@ against an orchestrator anywhere (`--url`, or ORCHESTRATOR_URL).
     python -m orchestrator.cli sagas list --status NEEDS_ATTENTION --user-id 7
     python -m orchestrator.cli sagas show <saga id>
     python -m orchestrator.cli sagas retry <saga id> --reason "the user service is back"
+    python -m orchestrator.cli sagas cancel <saga id> --reason "the customer called"
     python -m orchestrator.cli sagas retry-all --type payment --step deduct_balance --dry-run
     python -m orchestrator.cli audit
 
@@ -32,7 +33,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-sagas = typer.Typer(help="List, show and retry sagas.", no_args_is_help=True)
+sagas = typer.Typer(help="List, show, retry and cancel sagas.", no_args_is_help=True)
 app.add_typer(sagas, name="sagas")
 
 Url = Annotated[str, typer.Option(envvar="ORCHESTRATOR_URL", help="the orchestrator's base URL")]
@@ -183,6 +184,17 @@ def retry(saga_id: str, url: Url = DEFAULT_URL, reason: Reason = None) -> None:
     """Resume a NEEDS_ATTENTION saga where it stopped."""
     answer = _call(url, "POST", f"/admin/sagas/{saga_id}/retry", json={"reason": reason})
     typer.echo(f"saga {answer['saga_id']} retried: {answer['status']}")
+
+
+@sagas.command("cancel")
+def cancel(
+    saga_id: str,
+    reason: Annotated[str, typer.Option(help="why (required), for the audit trail")],
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Stop a saga before its pivot: it compensates what it applied."""
+    answer = _call(url, "POST", f"/admin/sagas/{saga_id}/cancel", json={"reason": reason})
+    typer.echo(f"saga {answer['saga_id']} cancelled: {answer['status']}, compensating")
 
 
 @sagas.command("retry-all")

@@ -17,6 +17,10 @@ class SagaNotRetryable(DomainError):
     code = "saga_not_retryable"
 
 
+class SagaNotCancellable(DomainError):
+    code = "saga_not_cancellable"
+
+
 async def get_saga(runner: SagaRunner, saga_id: str, *saga_types: str) -> SagaState:
     """The saga of that id (of one of `saga_types`, if given), or 404."""
     return await find_saga(runner, saga_id, *saga_types)
@@ -46,6 +50,27 @@ async def operator_retry(
         raise
     await _record(audit, role, "retry", saga_id, reason, "accepted")
     return state
+
+
+async def operator_cancel(
+    runner: SagaRunner, audit: AuditTrail, role: Role, saga_id: str, reason: str
+) -> SagaState:
+    """An operator's cancellation of a saga before its pivot (RUNNING, or stuck), recorded in
+    the audit trail: it goes forward no more, and compensates what it applied; 409 once it
+    passed its pivot, or is final, or is going back already, or was cancelled."""
+    try:
+        state = await get_saga(runner, saga_id)
+        cancelled = await runner.cancel(state, reason)
+        if cancelled is None:
+            raise SagaNotCancellable(
+                f"saga {saga_id} is {state.status} at step {state.step}: only a saga that has "
+                "not reached its pivot, and is not going back already, can be cancelled"
+            )
+    except DomainError as refusal:
+        await _record(audit, role, "cancel", saga_id, reason, refusal.code)
+        raise
+    await _record(audit, role, "cancel", saga_id, reason, "accepted")
+    return cancelled
 
 
 async def operator_bulk_retry(

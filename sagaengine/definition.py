@@ -225,6 +225,14 @@ class SagaDefinition(Generic[D]):
     def pivot(self) -> Step[D] | None:
         return next((s for s in self.steps if s.kind is StepKind.PIVOT), None)
 
+    @property
+    def pivot_index(self) -> int:
+        """The index of its pivot (its number of steps if it has none): before it, the saga
+        may still go back (be compensated, or cancelled)."""
+        return next(
+            (i for i, s in enumerate(self.steps) if s.kind is StepKind.PIVOT), len(self.steps)
+        )
+
     def step(self, name: str) -> Step[D]:
         return next(s for s in self.steps if s.name == name)
 

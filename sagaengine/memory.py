@@ -31,6 +31,7 @@ from sagaengine.store import (
     AttemptStatus,
     LeaseLost,
     LiveCount,
+    Moved,
     NextAttempt,
     OutboxStatus,
     Owner,
@@ -265,7 +266,7 @@ class InMemorySagaStore:
         ahead: NextAttempt | None = None,
         again: bool = False,
         keys: dict[str, Any] | None = None,
-    ) -> int | None:
+    ) -> Moved:
         check_transition(state.status, to.status)
         final = to.status in FINAL_STATUSES
         release = final or to.status is SagaStatus.NEEDS_ATTENTION
@@ -279,8 +280,8 @@ class InMemorySagaStore:
         request = _json(asdict(ahead.call)) if ahead is not None else None
         saga = self._sagas.get(state.id)
         if saga is None or saga.state.lease_owner != token or saga.state.status != state.status:
-            if again and self._stands_at(saga, token, to, released=release):
-                return None
+            if again and saga is not None and self._stands_at(saga, token, to, released=release):
+                return Moved(ahead=None, cancel_reason=saga.state.cancel_reason)
             raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
         now = self.clock()
         results = saga.state.results
@@ -317,11 +318,13 @@ class InMemorySagaStore:
                     occurred_at=now,
                 )
             )
+        cancel_reason = saga.state.cancel_reason
         if ahead is None:
-            return None
-        return self._write_ahead(
+            return Moved(ahead=None, cancel_reason=cancel_reason)
+        attempt = self._write_ahead(
             state.id, token, ahead.step, ahead.step_name, ahead.phase, ahead.key, request or {}
         )
+        return Moved(ahead=attempt, cancel_reason=cancel_reason)
 
     @staticmethod
     def _stands_at(saga: _Saga | None, token: str, to: Position, *, released: bool) -> bool:
@@ -387,6 +390,25 @@ class InMemorySagaStore:
             LiveCount(kind, status, len(started), min(started))
             for (kind, status), started in groups.items()
         ]
+
+    async def request_cancel(
+        self, saga_id: uuid.UUID, reason: str, before_step: int
+    ) -> SagaState | None:
+        saga = self._sagas.get(saga_id)
+        if saga is None:
+            return None
+        state = saga.state
+        going_forward = state.status is SagaStatus.RUNNING and state.phase is Phase.ACTION
+        stuck = state.status is SagaStatus.NEEDS_ATTENTION
+        if (
+            state.cancel_reason is not None
+            or state.starting
+            or state.step >= before_step
+            or not (going_forward or stuck)
+        ):
+            return None
+        saga.state = replace(state, cancel_reason=reason, updated_at=self.clock())
+        return self._snapshot(saga_id)
 
     async def release_leases(self, owner: Owner) -> None:
         expired = self.clock() - timedelta(seconds=1)

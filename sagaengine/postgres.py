@@ -35,6 +35,7 @@ from sagaengine.store import (
     AttemptStatus,
     LeaseLost,
     LiveCount,
+    Moved,
     NextAttempt,
     Owner,
     SagaState,
@@ -43,7 +44,7 @@ from sagaengine.store import (
 # The columns of a saga, in the order state_of_row takes them (the fields' order of SagaState).
 SAGA_COLUMNS = """id, type, definition_version, status, phase, step, payload, results, error,
     attention, client_key, request_id, lease_owner, created_at, updated_at, finished_at,
-    starting, trace_parent, keys"""
+    starting, trace_parent, keys, cancel_reason"""
 
 # A start, in one statement: the saga (unless its client key, or a live saga of its lock key,
 # exists already: then nothing), `starting` while its first step decides whether the start
@@ -157,7 +158,7 @@ MOVE = f"""
             lease_expires_at = CASE WHEN %(release)s THEN NULL ELSE now() + %(lease)s END,
             finished_at = CASE WHEN %(final)s THEN now() ELSE finished_at END
         WHERE id = %(saga_id)s AND lease_owner = %(token)s AND status = %(from_status)s
-        RETURNING id
+        RETURNING id, cancel_reason
     ), finished AS (
         UPDATE saga_steps
         SET status = '{AttemptStatus.SUCCEEDED}', response = %(response)s, finished_at = now()
@@ -180,9 +181,16 @@ MOVE = f"""
         FROM moved WHERE %(next_key)s::varchar IS NOT NULL
         RETURNING id
     )
-    SELECT moved.id, (SELECT id FROM ahead) FROM moved
+    SELECT moved.id, (SELECT id FROM ahead), moved.cancel_reason FROM moved
 """
-STANDS_AT = "SELECT status, step, phase, lease_owner FROM sagas WHERE id = %s"
+STANDS_AT = "SELECT status, step, phase, lease_owner, cancel_reason FROM sagas WHERE id = %s"
+# An operator's cancellation (SagaStore.request_cancel): only of a saga that may still go back.
+REQUEST_CANCEL = f"""
+    UPDATE sagas SET cancel_reason = %(reason)s, updated_at = now()
+    WHERE id = %(saga_id)s AND cancel_reason IS NULL AND NOT starting AND step < %(before)s
+      AND ((status = 'RUNNING' AND phase = 'action') OR status = 'NEEDS_ATTENTION')
+    RETURNING {SAGA_COLUMNS}
+"""
 
 # Recovery, in one statement: take over unfinished sagas whose lease expired (or, at start, the
 # ones an earlier incarnation of this same instance left behind), skipping rows another replica
@@ -258,6 +266,7 @@ def state_of_record(row: SagaRecord | Row[Any]) -> SagaState:
         starting=row.starting,
         trace_parent=row.trace_parent,
         keys=row.keys,
+        cancel_reason=row.cancel_reason,
     )
 
 
@@ -446,7 +455,7 @@ class PostgresSagaStore:
         ahead: NextAttempt | None = None,
         again: bool = False,
         keys: dict[str, Any] | None = None,
-    ) -> int | None:
+    ) -> Moved:
         """The move, with the end of the call that led here, the outcome's event and the next
         call's write-ahead, in one statement (MOVE); on a try `again` that matched nothing, a
         read of where the saga stands (STANDS_AT)."""
@@ -486,20 +495,30 @@ class PostgresSagaStore:
         async with self.sql.pool.connection() as conn:
             row = await (await self.sql.execute(conn, MOVE, params)).fetchone()
             if row is not None:
-                ahead_id: int | None = row[1]
-                return ahead_id
-            if again and await self._stands_at(conn, state.id, token, to):
-                return None
+                return Moved(ahead=row[1], cancel_reason=row[2])
+            if again:
+                stands = await self._stands_at(conn, state.id, token, to)
+                if stands is not None:
+                    return stands
         raise LeaseLost(f"saga {state.id} is no longer leased to {token}")
 
     async def _stands_at(
         self, conn: PgConnection, saga_id: uuid.UUID, token: str, to: Position
-    ) -> bool:
+    ) -> Moved | None:
+        """The move as made, if the saga stands where it leads and is still this run's."""
         row = await (await self.sql.execute(conn, STANDS_AT, (saga_id,))).fetchone()
         if row is None or tuple(row[:3]) != (to.status, to.step, to.phase):
-            return False
+            return None
         released = to.status in FINAL_STATUSES or to.status is SagaStatus.NEEDS_ATTENTION
-        return row[3] == token or (released and row[3] is None)
+        if row[3] == token or (released and row[3] is None):
+            return Moved(ahead=None, cancel_reason=row[4])
+        return None
+
+    async def request_cancel(
+        self, saga_id: uuid.UUID, reason: str, before_step: int
+    ) -> SagaState | None:
+        params = {"saga_id": saga_id, "reason": reason, "before": before_step}
+        return await self._saga(REQUEST_CANCEL, params)
 
     # -- recovery ------------------------------------------------------------------------------
 

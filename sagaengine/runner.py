@@ -208,6 +208,9 @@ class SagaRunner:
         self.clock = clock
         # Sagas an operator retried in this process: their deadline no longer stops them.
         self._deadline_lifted: set[uuid.UUID] = set()
+        # Sagas an operator cancelled through this process (why): a run of theirs here retries
+        # its call no more (a run's end forgets it).
+        self._cancelling: dict[uuid.UUID, str] = {}
         self.on_outcome = on_outcome  # a saga became final (its outbox event is written)
         self.store = store
         self.clients = clients
@@ -348,9 +351,28 @@ class SagaRunner:
         finally:
             self._running.pop(saga_id, None)
             self._ahead.pop(saga_id, None)
+            self._cancelling.pop(saga_id, None)
             if state is None or state.is_final:
                 self._deadline_lifted.discard(saga_id)
             self._notify(saga_id)
+
+    def _cancellation(self, definition: SagaDefinition[Any], state: SagaState) -> StepError | None:
+        """The refusal an operator's cancellation makes of the saga's next action, if it was
+        cancelled and has not passed its pivot (a cancellation is only taken before it)."""
+        reason = state.cancel_reason or self._cancelling.get(state.id)
+        if reason is None or state.step > definition.pivot_index:
+            return None
+        return BusinessRefusal("cancelled", f"cancelled by an operator: {reason}")
+
+    async def _close_written_ahead(
+        self, state: SagaState, token: str, key: str, refusal: StepError
+    ) -> None:
+        """The attempt the last move wrote ahead for a call that will not be made: refused."""
+        ahead = self._ahead.pop(state.id, None)
+        if ahead is not None and ahead[1].key == key:
+            await self._finish(
+                state, token, ahead[0], AttemptStatus.REFUSED, error=refusal.as_json()
+            )
 
     @staticmethod
     def _context(definition: SagaDefinition[Any], state: SagaState, step: Step[Any]) -> Context:
@@ -378,7 +400,13 @@ class SagaRunner:
         ctx = self._context(definition, state, step)
         policy = step.retry or self.action_policy
         time_left = self._time_left(definition, state)
-        if time_left is not None and time_left <= 0:
+        cancelled = self._cancellation(definition, state)
+        if cancelled is not None:
+            # An operator cancelled it: no action starts any more (its write-ahead, if one was
+            # made, is closed as refused), and what follows is a refusal's: it compensates.
+            await self._close_written_ahead(state, token, ctx.action_key, cancelled)
+            called = Called(CallOutcome.REFUSED, error=cancelled)
+        elif time_left is not None and time_left <= 0:
             # Past the deadline no new action starts: as if refused (unless an earlier attempt
             # got no answer: then its outcome is unknown, as below).
             past_deadline = BusinessRefusal(
@@ -403,6 +431,10 @@ class SagaRunner:
         if starting and not await self._start_decided(definition, state, token, called):
             return state  # it stands, undecided: the run retries the call in the background
         outcome, response, error = called.outcome, called.response, called.error
+        if outcome is not CallOutcome.SUCCEEDED and state.id in self._cancelling:
+            # Cancelled while the call was out: its retries stopped; its outcome, unknown or
+            # refused, is settled by the compensations as any other (by its key).
+            error = self._cancellation(definition, state) or error
         if outcome is CallOutcome.REFUSED and await self._persisted(
             lambda _: self.store.had_unknown_outcome(state.id, state.step, Phase.ACTION)
         ):
@@ -545,8 +577,21 @@ class SagaRunner:
         if called.outcome is not CallOutcome.SUCCEEDED:
             return await self._needs_attention(state, token, step, Phase.COMPENSATION, called.error)
         to = after_compensation(definition, state.step, called.outcome)
+        changed = state
+        if (
+            to.status is SagaStatus.COMPENSATED
+            and state.cancel_reason is not None
+            and (state.error or {}).get("code") != "cancelled"
+        ):
+            # Cancelled while it was stuck going back: it ends as cancelled, its first cause kept.
+            cancelled = {
+                "code": "cancelled",
+                "message": f"cancelled by an operator: {state.cancel_reason}",
+                "cause": state.error,
+            }
+            changed = replace(state, error=cancelled)
         return await self._move(
-            definition, state, token, to, state, finished_attempt=called.finished()
+            definition, state, token, to, changed, finished_attempt=called.finished()
         )
 
     async def _move(
@@ -572,7 +617,7 @@ class SagaRunner:
             ahead = None
         error = moved.error if moved.error is not state.error else None
         keys = moved.keys if moved.keys != state.keys else None  # written only when learned
-        attempt_id = await self._persisted(
+        made = await self._persisted(
             lambda again: self.store.move(
                 state,
                 token,
@@ -586,9 +631,16 @@ class SagaRunner:
                 keys=keys,
             )
         )
-        if attempt_id is not None and ahead is not None:
-            self._ahead[state.id] = (attempt_id, ahead)
-        return self._advance(state, to, results=moved.results, error=moved.error, keys=moved.keys)
+        if made.ahead is not None and ahead is not None:
+            self._ahead[state.id] = (made.ahead, ahead)
+        return self._advance(
+            state,
+            to,
+            results=moved.results,
+            error=moved.error,
+            keys=moved.keys,
+            cancel_reason=made.cancel_reason,
+        )
 
     def _next_attempt(
         self, definition: SagaDefinition[Any], moved: SagaState
@@ -679,8 +731,13 @@ class SagaRunner:
             ),
             retry=retry_if_exception(
                 lambda e: (
-                    isinstance(e, TransientFault)
-                    or (isinstance(e, BusinessRefusal) and e.code in policy.retry_on)
+                    # An operator cancelled it: its action goes no further (its compensations
+                    # are retried as ever).
+                    (phase is not Phase.ACTION or state.id not in self._cancelling)
+                    and (
+                        isinstance(e, TransientFault)
+                        or (isinstance(e, BusinessRefusal) and e.code in policy.retry_on)
+                    )
                 )
             ),
             reraise=True,
@@ -875,6 +932,24 @@ class SagaRunner:
                     await asyncio.wait_for(self._room.wait(), timeout=interval)
             else:
                 await asyncio.sleep(interval)
+
+    async def cancel(self, state: SagaState, reason: str) -> SagaState | None:
+        """An operator's cancellation of a saga before its pivot: recorded with the saga (the
+        run that holds its lease, here or in another replica, learns of it with its next move
+        and starts no action after that); a run here also stops retrying the call it is
+        making. A stuck saga is resumed at once, to compensate. The saga as it then stands,
+        or None if it could not be cancelled (final, past its pivot, starting, or cancelled
+        already)."""
+        definition = self.definitions[(state.type, state.version)]
+        cancelled = await self.store.request_cancel(state.id, reason, definition.pivot_index)
+        if cancelled is None:
+            return None
+        log.warning("saga %s (%s): cancelled by an operator: %s", state.id, state.type, reason)
+        # A run here (now or later) stops retrying at once; one elsewhere learns at its move.
+        self._cancelling[state.id] = reason
+        if cancelled.status is SagaStatus.NEEDS_ATTENTION:
+            await self.retry(cancelled)
+        return cancelled
 
     async def retry(self, state: SagaState) -> bool:
         """An operator's retry of a NEEDS_ATTENTION saga."""

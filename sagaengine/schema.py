@@ -91,6 +91,8 @@ class SagaRecord(Base):
     # Its business keys (`SagaDefinition.keys`: order id, user id...), as the admin filters by
     # them (a GIN index: `keys @> '{"order_id": 5}'`).
     keys: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # Why an operator cancelled it (SagaStore.request_cancel): it goes forward no more.
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class StepAttempt(Base):

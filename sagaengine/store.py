@@ -73,6 +73,15 @@ class LiveCount:
     oldest: datetime
 
 
+@dataclass(frozen=True)
+class Moved:
+    """What a move tells its run: the attempt it wrote ahead for the next call, and whether an
+    operator cancelled the saga meanwhile (then that call must not be made)."""
+
+    ahead: int | None = None
+    cancel_reason: str | None = None
+
+
 class LeaseLost(Exception):
     """Another run owns this saga now; this one must stop without writing."""
 
@@ -99,6 +108,8 @@ class SagaState:
     trace_parent: str | None = None  # the trace it belongs to (sagaengine/tracing.py)
     # Its business keys (order id, user id...: `SagaDefinition.keys`), as an operator finds it.
     keys: dict[str, Any] = field(default_factory=dict)
+    # An operator cancelled it (why): it starts no action any more, and compensates.
+    cancel_reason: str | None = None
     # As `create` returns it: the attempt it wrote ahead for the first call (not stored).
     first_attempt: int | None = None
 
@@ -236,7 +247,7 @@ class SagaStore(Protocol):
         ahead: NextAttempt | None = None,
         again: bool = False,
         keys: dict[str, Any] | None = None,
-    ) -> int | None:
+    ) -> Moved:
         """Move a saga standing at `state.status` to `to`, all at once or not at all:
 
         - `to` must be a legal transition (IllegalSagaTransition, before anything is written);
@@ -249,12 +260,23 @@ class SagaStore(Protocol):
           led here;
         - a final move records the finish, and writes `event` to the outbox; a final or
           NEEDS_ATTENTION saga gives up its lease, any other has it renewed;
-        - `ahead` is written ahead as the next call's attempt, whose id is returned.
+        - `ahead` is written ahead as the next call's attempt, whose id is returned
+          (`Moved.ahead`), with the saga's `cancel_reason` as the move leaves it.
 
         `again`: an earlier try of this same move may have committed unseen. If this one then
         matches nothing, the saga is read: standing where the move leads, and still this run's
-        (or released, as a final or stuck saga is), the move was made (None is returned, and
-        nothing is written ahead); otherwise the lease is lost."""
+        (or released, as a final or stuck saga is), the move was made (nothing is written
+        ahead: `Moved.ahead` is None); otherwise the lease is lost."""
+        ...
+
+    async def request_cancel(
+        self, saga_id: uuid.UUID, reason: str, before_step: int
+    ) -> SagaState | None:
+        """An operator's cancellation: record `reason` on a saga that is RUNNING forward (not
+        starting) or NEEDS_ATTENTION, at a step before `before_step` (its pivot), and not
+        cancelled already; the saga as it then stands, or None if it was not such a saga. Its
+        lease is untouched: the run that holds it learns of the cancellation with its next
+        move (`Moved.cancel_reason`) or read of the saga."""
         ...
 
     # -- recovery ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from sagaengine.postgres import PostgresSagaStore
 from sagaengine.store import (
     AttemptStatus,
     LeaseLost,
+    Moved,
     NextAttempt,
     OutboxStatus,
     Owner,
@@ -360,14 +361,16 @@ async def test_a_move_records_the_answer_and_writes_the_next_call_ahead(harness:
     assert state.first_attempt is not None
     key = _key(state.id, 1, ACTION)
 
-    ahead = await store.move(
-        state,
-        token,
-        CONFIRMING,
-        result=("reserve", {"reserved": True}),
-        finished_attempt=(state.first_attempt, AttemptStatus.SUCCEEDED, {"reserved": True}),
-        ahead=NextAttempt(1, "confirm", ACTION, key, CONFIRM),
-    )
+    ahead = (
+        await store.move(
+            state,
+            token,
+            CONFIRMING,
+            result=("reserve", {"reserved": True}),
+            finished_attempt=(state.first_attempt, AttemptStatus.SUCCEEDED, {"reserved": True}),
+            ahead=NextAttempt(1, "confirm", ACTION, key, CONFIRM),
+        )
+    ).ahead
 
     moved = await store.get(state.id)
     assert moved is not None and moved.position == CONFIRMING
@@ -406,7 +409,7 @@ async def test_a_final_move_gives_up_the_lease_and_writes_its_event_with_it(harn
     state = await _at(store, CONFIRMING)
     assert state.lease_owner is not None
 
-    assert await store.move(state, state.lease_owner, COMPLETED, event=EVENT) is None
+    assert await store.move(state, state.lease_owner, COMPLETED, event=EVENT) == Moved()
 
     done = await store.get(state.id)
     assert done is not None and done.is_final
@@ -499,7 +502,7 @@ async def test_a_final_move_tried_again_after_it_committed_unseen_stands(harness
     assert token is not None
 
     await store.move(state, token, COMPLETED, event=EVENT)
-    assert await store.move(state, token, COMPLETED, event=EVENT, again=True) is None
+    assert await store.move(state, token, COMPLETED, event=EVENT, again=True) == Moved()
     with pytest.raises(LeaseLost):  # a first try that matches nothing: not ours
         await store.move(state, token, COMPLETED, event=EVENT)
 
@@ -511,8 +514,8 @@ async def test_a_move_tried_again_writes_nothing_ahead(harness: Harness):
     state, token = await _started(store)
     ahead = NextAttempt(1, "confirm", ACTION, "k", CONFIRM)
 
-    assert await store.move(state, token, CONFIRMING, ahead=ahead) is not None
-    assert await store.move(state, token, CONFIRMING, ahead=ahead, again=True) is None
+    assert (await store.move(state, token, CONFIRMING, ahead=ahead)).ahead is not None
+    assert (await store.move(state, token, CONFIRMING, ahead=ahead, again=True)).ahead is None
 
     assert [(a.step, a.attempt) for a in await harness.attempts(state.id)] == [(1, 1)]
 
@@ -712,6 +715,50 @@ async def test_a_saga_keeps_its_business_keys_until_a_move_brings_new_ones(harne
     assert done is not None and done.keys == learned
     untold, _ = await _started(store)
     assert untold.keys == {}
+
+
+# -- cancelling ----------------------------------------------------------------------------------
+
+BEFORE_PIVOT = 1  # DEFINITION's pivot is its step 1
+
+
+async def test_a_cancel_is_recorded_on_a_saga_going_forward_before_its_pivot(harness: Harness):
+    store = harness.store
+    state, token = await _started(store)
+
+    cancelled = await store.request_cancel(state.id, "the customer called", BEFORE_PIVOT)
+
+    assert cancelled is not None and cancelled.cancel_reason == "the customer called"
+    assert cancelled.lease_owner == token  # the run keeps its lease, and learns with its move
+    moved = await store.move(cancelled, token, CONFIRMING)
+    assert moved.cancel_reason == "the customer called"
+    assert await store.request_cancel(state.id, "again", BEFORE_PIVOT + 1) is None  # once
+
+
+async def test_a_stuck_saga_can_be_cancelled_before_its_pivot(harness: Harness):
+    stuck = await _at(harness.store, Position(SagaStatus.NEEDS_ATTENTION, 0, COMPENSATION))
+    cancelled = await harness.store.request_cancel(stuck.id, "give up", BEFORE_PIVOT)
+    assert cancelled is not None and cancelled.status is SagaStatus.NEEDS_ATTENTION
+
+
+@pytest.mark.parametrize(
+    "position",
+    [CONFIRMING, COMPENSATING, COMPLETED, COMPENSATED, STUCK],
+    ids=["at its pivot", "compensating", "completed", "compensated", "stuck at its pivot"],
+)
+async def test_a_saga_at_or_past_its_pivot_or_going_back_or_final_is_not_cancelled(
+    harness: Harness, position: Position
+):
+    state = await _at(harness.store, position)
+    assert await harness.store.request_cancel(state.id, "too late", BEFORE_PIVOT) is None
+    after = await harness.store.get(state.id)
+    assert after is not None and after.cancel_reason is None
+
+
+async def test_a_starting_saga_or_an_unknown_one_is_not_cancelled(harness: Harness):
+    starting, _ = await _started(harness.store, first=RESERVE)
+    assert await harness.store.request_cancel(starting.id, "no", BEFORE_PIVOT) is None
+    assert await harness.store.request_cancel(uuid.uuid4(), "no", BEFORE_PIVOT) is None
 
 
 # -- the port itself ---------------------------------------------------------------------------

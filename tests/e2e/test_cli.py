@@ -60,6 +60,20 @@ def test_an_operator_lists_shows_retries_and_reads_the_audit_trail(api: Api):
     assert saga_id in table and "from the command line" in table
 
 
+def test_an_operator_cancels_a_saga_before_its_pivot(api: Api):
+    saga_id = _stuck_payment(api)
+    api.clear_faults()
+
+    cancelled = _cli(api, "sagas", "cancel", saga_id, "--reason", "no longer wanted")
+
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.startswith(f"saga {saga_id} cancelled")
+    wait_for(lambda: api.saga(saga_id)["status"] == "COMPENSATED", what="the cancelled saga")
+    again = _cli(api, "sagas", "cancel", saga_id, "--reason", "twice")
+    assert again.returncode == 1 and "saga_not_cancellable" in again.stderr
+    assert _cli(api, "sagas", "cancel", saga_id).returncode == 2  # a reason is required
+
+
 def test_a_bulk_retry_dry_run_says_how_many(api: Api):
     dry = _cli(api, "sagas", "retry-all", "--type", "no-such-type", "--dry-run")
     assert dry.returncode == 0, dry.stderr

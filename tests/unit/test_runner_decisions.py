@@ -447,3 +447,82 @@ async def test_an_operator_retry_says_so_in_the_log(
     lines = [r.getMessage() for r in caplog.records]
     assert f"saga {saga.id} (trip): retried by an operator, resuming action at step notify" in lines
     assert f"saga {saga.id} (trip) is COMPLETED" in lines
+
+
+# -- an operator's cancellation ----------------------------------------------------------------
+
+
+async def test_a_cancel_while_a_call_answers_stops_the_saga_before_its_next_action(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+    reached, released = participants.hold("/charge")
+    runner = _runner(store, participants)
+    state, token = await _started(store, runner)
+    run = asyncio.create_task(runner.run(state.id, token))
+    await reached.wait()
+
+    charging = await store.get(state.id)
+    assert charging is not None
+    assert await runner.cancel(charging, "the customer called") is not None
+    released.set()  # the charge answers: it applied
+    await run
+
+    saga = await store.get(state.id)
+    assert saga is not None and saga.status is SagaStatus.COMPENSATED
+    assert participants.calls == ["/reserve", "/charge", "/refund", "/release"]  # no /confirm
+    assert saga.error is not None and saga.error["code"] == "cancelled"
+    assert "the customer called" in saga.error["message"]
+    # The pivot's call was written ahead by the move after the charge: closed, never sent.
+    assert _attempts(store, saga, "confirm") == [AttemptStatus.REFUSED]
+
+
+async def test_a_cancel_stops_the_retries_of_the_call_in_flight_and_undoes_it_by_key(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+    participants.answer("/charge", TIMEOUT)  # every try times out: its outcome is unknown
+    reached, released = participants.hold("/charge")
+    runner = _runner(store, participants)
+    state, token = await _started(store, runner)
+    run = asyncio.create_task(runner.run(state.id, token))
+    await reached.wait()
+
+    charging = await store.get(state.id)
+    assert charging is not None
+    assert await runner.cancel(charging, "stop") is not None
+    released.set()
+    await run
+
+    saga = await store.get(state.id)
+    assert saga is not None and saga.status is SagaStatus.COMPENSATED
+    # One try, not ATTEMPTS: then its compensation by key (it may have applied), then the rest.
+    assert participants.calls == ["/reserve", "/charge", "/refund", "/release"]
+    assert saga.error is not None and saga.error["code"] == "cancelled"
+
+
+async def test_a_saga_past_its_pivot_is_not_cancelled(store: InMemorySagaStore):
+    participants = Participants()
+    saga = await _run(store, participants)
+    assert saga.status is SagaStatus.COMPLETED
+
+    assert await _runner(store, participants).cancel(saga, "too late") is None
+    after = await store.get(saga.id)
+    assert after is not None and after.cancel_reason is None
+
+
+async def test_a_cancelled_saga_resumed_by_another_run_goes_back_too(store: InMemorySagaStore):
+    participants = Participants()
+    first = _runner(store, participants, "replica-a")
+    state, _ = await _started(store, first)  # its run died before its first call
+    assert await first.cancel(state, "no longer wanted") is not None
+
+    store.clock.advance(LEASE_SECONDS + 1)  # type: ignore[attr-defined]
+    second = _runner(store, participants, "replica-b")
+    [(saga_id, token)] = await store.claim_expired(second.owner, 10)
+    await second.run(saga_id, token)
+
+    saga = await store.get(saga_id)
+    assert saga is not None and saga.status is SagaStatus.COMPENSATED
+    assert participants.calls == []  # nothing was applied, nothing to undo
+    assert saga.error is not None and saga.error["code"] == "cancelled"
