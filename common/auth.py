@@ -4,10 +4,25 @@ processes."""
 import hmac
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from common.errors import DomainError
+
+# Declared for the OpenAPI document (Swagger UI's Authorize button); the checks below read the
+# header themselves, so that a missing token is our 401 with its JSON error.
+OPERATOR_TOKEN = HTTPBearer(
+    auto_error=False,
+    scheme_name="operator",
+    description="ADMIN_TOKEN (reads and acts) or ADMIN_VIEWER_TOKEN (only reads)",
+)
+SERVICE_TOKEN = HTTPBearer(
+    auto_error=False, scheme_name="service", description="SERVICE_TOKEN, between processes"
+)
+OperatorToken = Annotated[HTTPAuthorizationCredentials | None, Security(OPERATOR_TOKEN)]
+ServiceToken = Annotated[HTTPAuthorizationCredentials | None, Security(SERVICE_TOKEN)]
 
 
 class Unauthorized(DomainError):
@@ -42,7 +57,7 @@ def role_of(given: str, admin_token: str, viewer_token: str | None) -> Role | No
     return None
 
 
-def admin_role(request: Request) -> Role:
+def admin_role(request: Request, _: OperatorToken = None) -> Role:
     """A dependency: the role of the request's admin bearer token (also kept on
     `request.state.role`), or 401."""
     settings = request.app.state.settings
@@ -53,7 +68,7 @@ def admin_role(request: Request) -> Role:
     return role
 
 
-def operator(request: Request) -> Role:
+def operator(request: Request, _: OperatorToken = None) -> Role:
     """A dependency for an operator's action: the admin role, else 403 (a viewer may only read)."""
     role = admin_role(request)
     if role is not Role.ADMIN:
@@ -69,7 +84,7 @@ def _bearer(request: Request) -> str:
 def bearer_token_required(token_of: Callable[[Request], str]) -> Callable[[Request], None]:
     """A dependency that refuses a request unless it carries the expected bearer token."""
 
-    def check(request: Request) -> None:
+    def check(request: Request, _: ServiceToken = None) -> None:
         expected = token_of(request)
         # compare_digest: the time taken says nothing about how much of the token matched.
         if not hmac.compare_digest(_bearer(request).encode(), expected.encode()):

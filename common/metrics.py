@@ -61,12 +61,15 @@ class LatencyMiddleware:
 def _route(scope: Scope) -> str:
     """The route's template (`/orders/{order_id}`), set by the router on this same scope. A
     plain Starlette route (`/openapi.json`, `/docs`) sets only its endpoint: its path has no
-    parameters, so the path is its template. Nothing matched: `unmatched`."""
+    parameters, so the path is its template. A mount (`/docs/assets`) sets its own root path:
+    everything under it is one label, whatever a client asks for. Nothing matched:
+    `unmatched`."""
     route = scope.get("route")
     if route is not None:
         return str(route.path)
     if scope.get("endpoint") is not None:
-        return str(scope["path"])
+        mounted = scope.get("root_path", "")
+        return f"{mounted}/{{path}}" if mounted else str(scope["path"])
     return "unmatched"
 
 

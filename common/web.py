@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from common import faults, logs, metrics, tracing
 from common.auth import require_service_token
 from common.db import create_service_engine, head_revision, not_ready, reading
+from common.docs import serve_docs
 from common.errors import error_body
 from common.handlers import DOCUMENTED_ERRORS, RETRY_AFTER, install_error_handlers
 from common.settings import ServiceSettings
@@ -113,7 +114,14 @@ def create_service_app(
         engine.dispose()
         tracing.flush()
 
-    app = FastAPI(title=title, lifespan=lifespan, responses=DOCUMENTED_ERRORS)
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        responses=DOCUMENTED_ERRORS,
+        docs_url=None,  # served from a package: common/docs.py
+        redoc_url=None,
+    )
+    serve_docs(app)
     app.state.settings = settings
     app.state.migration_head = head_revision(settings.migrations)
     app.state.faults = faults.FaultInjector() if settings.fault_injection else None

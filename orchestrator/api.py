@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from common.auth import Role, admin_role, operator
 from common.errors import DomainError
 from common.fields import Text
+from common.handlers import ErrorResponse
 from common.web import OptionalIdempotencyKey
 from orchestrator import service
 from orchestrator.admin_queries import AdminQueries
@@ -37,6 +38,21 @@ router = APIRouter(tags=["sagas"])
 # Every admin route needs an operator's token, of either role; an action needs the admin role.
 admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_role)])
 OperatorDep = Annotated[Role, Depends(operator)]
+
+# What a start can answer, besides 202 (recorded) and 422 (invalid input).
+START_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": SagaStarted, "description": "With ?wait=: the saga, final within the wait"},
+    404: {"model": ErrorResponse, "description": "Its first step found no such object"},
+    409: {
+        "model": ErrorResponse,
+        "description": "Its first step refused (the object cannot be taken now), or the "
+        "Idempotency-Key names another request's saga",
+    },
+    503: {
+        "model": ErrorResponse,
+        "description": "A service or the database is down: retry after Retry-After",
+    },
+}
 
 WaitSeconds = Annotated[
     float | None,
@@ -163,7 +179,7 @@ async def _read(request: Request, admin: AdminQueries, saga_id: str, *saga_types
     )
 
 
-@router.post("/payments", status_code=202, response_model=SagaStarted)
+@router.post("/payments", status_code=202, response_model=SagaStarted, responses=START_ANSWERS)
 async def start_payment(
     body: PayOrder,
     request: Request,
@@ -181,7 +197,7 @@ async def get_payment(saga_id: str, request: Request, admin: AdminDep) -> SagaOu
     return await _read(request, admin, saga_id, PAYMENT_SAGA.name)
 
 
-@router.post("/reservations", status_code=202, response_model=SagaStarted)
+@router.post("/reservations", status_code=202, response_model=SagaStarted, responses=START_ANSWERS)
 async def start_reservation(
     body: ReserveSeat,
     request: Request,
@@ -201,7 +217,12 @@ async def get_reservation(saga_id: str, request: Request, admin: AdminDep) -> Sa
     return await _read(request, admin, saga_id, *types)
 
 
-@router.post("/reservations/{saga_id}/cancel", status_code=202, response_model=SagaStarted)
+@router.post(
+    "/reservations/{saga_id}/cancel",
+    status_code=202,
+    response_model=SagaStarted,
+    responses=START_ANSWERS,
+)
 async def cancel_reservation(
     saga_id: str,
     request: Request,
@@ -214,7 +235,7 @@ async def cancel_reservation(
     return await _start(request, runner, RESERVATION_CANCELLATION_SAGA.name, body, key, wait)
 
 
-@router.post("/refunds", status_code=202, response_model=SagaStarted)
+@router.post("/refunds", status_code=202, response_model=SagaStarted, responses=START_ANSWERS)
 async def start_refund(
     body: RefundOrder,
     request: Request,
@@ -231,7 +252,9 @@ async def get_refund(saga_id: str, request: Request, admin: AdminDep) -> SagaOut
     return await _read(request, admin, saga_id, REFUND_SAGA.name)
 
 
-@router.post("/sagas/{saga_type}", status_code=202, response_model=SagaStarted)
+@router.post(
+    "/sagas/{saga_type}", status_code=202, response_model=SagaStarted, responses=START_ANSWERS
+)
 async def start_any(
     saga_type: str,
     body: dict[str, Any],

@@ -22,6 +22,7 @@ from common.db import (
     open_pool,
     ping_when_idle,
 )
+from common.docs import serve_docs
 from common.errors import error_body
 from common.handlers import DOCUMENTED_ERRORS, install_error_handlers
 from common.web import readiness_answer
@@ -157,7 +158,14 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
             await engine.dispose()
             tracing.flush()
 
-    app = FastAPI(title="saga orchestrator", lifespan=lifespan, responses=DOCUMENTED_ERRORS)
+    app = FastAPI(
+        title="saga orchestrator",
+        lifespan=lifespan,
+        responses=DOCUMENTED_ERRORS,
+        docs_url=None,  # served from a package: common/docs.py
+        redoc_url=None,
+    )
+    serve_docs(app)
     app.state.settings = settings
     head = head_revision(settings.migrations)
     install_error_handlers(app)

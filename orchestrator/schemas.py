@@ -3,18 +3,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from sagaengine.definition import Phase, SagaStatus
+from sagaengine.store import AttemptStatus
+
 
 class SagaStarted(BaseModel):
     saga_id: str
-    status: str
+    status: SagaStatus
 
 
 class StepAttemptOut(BaseModel):
     step: str
     step_index: int
-    phase: str
+    phase: Phase
     attempt: int
-    status: str
+    status: AttemptStatus
     started_at: datetime
     finished_at: datetime | None
     error: dict[str, Any] | None
@@ -29,7 +32,7 @@ class SagaSummary(BaseModel):
 
     saga_id: str
     type: str
-    status: str
+    status: SagaStatus
     definition_version: int
     # The business keys its definition names (order id, user id, concert and seat id...); they
     # are also given at the top level, as `order_id` or `seat_id`.

@@ -174,7 +174,7 @@ WITH g AS MATERIALIZED (
 ), saga_rows AS (
     INSERT INTO sagas (id, type, definition_version, status, phase, step, payload, results,
                        error, attention, client_key, lock_key, request_id, lease_owner,
-                       lease_expires_at, created_at, updated_at, finished_at)
+                       lease_expires_at, created_at, updated_at, finished_at, keys)
     SELECT id, type, 1, status,
            CASE status WHEN 'COMPLETED' THEN 'action' ELSE 'compensation' END,
            CASE status WHEN 'COMPLETED' THEN 4 ELSE -1 END,
@@ -199,7 +199,13 @@ WITH g AS MATERIALIZED (
            CASE WHEN n % 2 = 0 THEN 'seed-' || :tag || '-' || n END,
            CASE type WHEN 'payment' THEN 'order:seed-' || :tag || '-' || n
                 ELSE 'seat:seed-' || :tag || '-' || n || ':user:' || (n % 50000 + 1) END,
-           md5(:tag || n), NULL, NULL, created_at, finished_at, finished_at
+           md5(:tag || n), NULL, NULL, created_at, finished_at, finished_at,
+           CASE type
+               WHEN 'payment' THEN jsonb_build_object(
+                   'order_id', 9000000000000 + n, 'user_id', n % 50000 + 1)
+               ELSE jsonb_build_object('concert_id', n % 400 + 1, 'seat_id', n,
+                                       'user_id', n % 50000 + 1)
+           END
     FROM timed
 ), step_rows AS (
     INSERT INTO saga_steps (saga_id, step, step_name, phase, attempt, status, idempotency_key,
@@ -556,7 +562,15 @@ def explain_hot_queries(orchestrator_db_url: str) -> str:
 
 # -- admin latency -------------------------------------------------------------------------------
 
-ADMIN_PATHS = ("/admin/sagas", "/admin/sagas?status=COMPLETED", "/admin/ui")
+ADMIN_PATHS = (
+    "/admin/sagas",
+    "/admin/sagas?status=COMPLETED",
+    "/admin/ui",
+    # Found by business key (seeded: about 20 sagas per user) and by request id.
+    "/admin/sagas?user_id=7",
+    "/admin/sagas?order_id=9000000000007",
+    "/admin/sagas?request_id=0123456789abcdef0123456789abcdef",
+)
 
 
 def admin_latencies(orchestrator_url: str, admin_token: str, n: int = 50) -> dict[str, list[float]]:
