@@ -7,10 +7,10 @@ checks its bearer token, and an action needs the admin token.
 """
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,10 +22,16 @@ from orchestrator import service
 from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
 from orchestrator.schemas import SagaOut
 from sagaengine.definition import SagaStatus
+from sagaengine.store import SagaState
 
 COOKIE = "admin_token"
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(prefix="/admin/ui", include_in_schema=False)
+PAGE = 50  # sagas per page
+LIST_PARAMS = {
+    "status", "type", "since", "tz", "cursor", "order_id", "user_id", "concert_id", "seat_id",
+    "request_id",
+}  # fmt: skip
 
 
 def _role(request: Request) -> Role | None:
@@ -67,43 +73,99 @@ def logout() -> Response:
     return response
 
 
-def _since(value: str | None) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed and parsed.tzinfo is None else parsed
+KEY_FILTERS = ("order_id", "user_id", "concert_id", "seat_id")
+
+
+def _since(value: str, tz: str | None) -> datetime:
+    """The "since" filter as the operator meant it: an ISO 8601 time with its offset, or a
+    `datetime-local` value in the browser's zone, whose offset from UTC in minutes (east
+    positive) the page's script sends as `tz`; with neither, UTC. ValueError if unreadable."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is not None:
+        return parsed
+    minutes = int(tz) if tz else 0
+    if not -16 * 60 <= minutes <= 16 * 60:
+        raise ValueError(f"{tz} minutes is no time zone's offset")
+    return parsed.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+
+
+def _filters(params: dict[str, str], types: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The list's filters from the query string, and what is wrong with them: a filter that
+    does not read is said so on the page, never silently dropped (dropping it would list
+    sagas that do not match as if they did)."""
+    errors: list[str] = []
+    chosen: dict[str, Any] = {"keys": {}}
+    status = params.get("status") or None
+    if status is not None and status not in SagaStatus.__members__:
+        errors.append(f"status {status!r} is not one of {', '.join(SagaStatus)}")
+    chosen["status"] = SagaStatus(status) if status and status in SagaStatus.__members__ else None
+    saga_type = params.get("type") or None
+    if saga_type is not None and saga_type not in types:
+        errors.append(f"type {saga_type!r} is not one of {', '.join(types)}")
+    chosen["saga_type"] = saga_type
+    for name in KEY_FILTERS:
+        value = (params.get(name) or "").strip()
+        if not value:
+            continue
+        if not value.isascii() or not value.isdigit() or not 1 <= int(value) < 2**63:
+            errors.append(f"{name.replace('_', ' ')} {value!r} is not an id (a positive number)")
+        else:
+            chosen["keys"][name] = int(value)
+    request_id = (params.get("request_id") or "").strip()
+    if len(request_id) > 128:
+        errors.append("a request id is at most 128 characters")
+    chosen["request_id"] = request_id or None
+    chosen["since"] = None
+    if params.get("since"):
+        try:
+            chosen["since"] = _since(params["since"], params.get("tz"))
+        except ValueError:
+            errors.append(f"since {params['since']!r} is not a date and time")
+    return chosen, errors
 
 
 @router.get("")
-async def sagas(
-    request: Request,
-    status: str | None = None,
-    type: str | None = None,
-    since: str | None = None,
-    cursor: str | None = None,
-) -> Response:
+async def sagas(request: Request) -> Response:
     if not _logged_in(request):
         return _to_login()
-    chosen = SagaStatus(status) if status and status in SagaStatus.__members__ else None
-    after = _decode_cursor(cursor) if cursor else None
-    states = await request.app.state.admin.page(
-        status=chosen, saga_type=type or None, limit=51, after=after, since=_since(since)
-    )
-    more = len(states) > 50
-    states = states[:50]
+    registry = request.app.state.sagas
+    params = dict(request.query_params)
+    chosen, errors = _filters(params, list(registry.current))
+    states: list[SagaState] = []
+    more = False
+    if not errors:
+        try:
+            after = _decode_cursor(params["cursor"]) if params.get("cursor") else None
+        except DomainError as error:
+            errors.append(error.message)
+        else:
+            states = await request.app.state.admin.page(
+                status=chosen["status"],
+                saga_type=chosen["saga_type"],
+                limit=PAGE + 1,
+                after=after,
+                since=chosen["since"],
+                keys=chosen["keys"],
+                request_id=chosen["request_id"],
+            )
+            more = len(states) > PAGE
+            states = states[:PAGE]
+    kept = {k: v for k, v in params.items() if k in LIST_PARAMS and k != "cursor" and v}
     context = {
-        "sagas": [summary(request.app.state.sagas, s) for s in states],
+        "sagas": [summary(registry, s) for s in states],
         "counts": await request.app.state.admin.counts_at_a_glance(),
         "statuses": list(SagaStatus),
-        "types": list(request.app.state.sagas.current),
-        "status": chosen,
-        "type": type,
-        "since": since,
-        "next_cursor": _encode_cursor(states[-1]) if more else None,
+        "types": list(registry.current),
+        "params": params,
+        "errors": errors,
+        "next_link": f"/admin/ui?{urlencode({**kept, 'cursor': _encode_cursor(states[-1])})}"
+        if more
+        else None,
         "outbox": await request.app.state.admin.outbox_backlog(at_a_glance=True),
     }
-    return templates.TemplateResponse(request, "sagas.html", context)
+    return templates.TemplateResponse(
+        request, "sagas.html", context, status_code=422 if errors else 200
+    )
 
 
 def _timeline(saga: SagaOut) -> tuple[list[dict[str, Any]], int]:

@@ -1,0 +1,73 @@
+"""The admin page as an operator uses it, in a real headless Chromium (see test_admin_page.py):
+finding a saga by its business keys and by a time typed in the browser's own zone, being told
+when a filter does not read, and acting on what is found."""
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from tests.e2e.client import Api
+from tests.e2e.test_admin_page import CHROMIUM, CHROMIUM_ARGS
+from tools.stack import Stack
+
+SEOUL = "Asia/Seoul"
+
+
+@pytest.fixture
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _logged_in(browser, base: str, timezone_id: str = SEOUL, token="dev-admin-token") -> Page:
+    page = browser.new_context(timezone_id=timezone_id).new_page()
+    page.goto(f"{base}/admin/ui/login")
+    page.fill("#token", token)
+    page.click("#login")
+    return page
+
+
+def _listed(page: Page) -> list[str]:
+    return [
+        href.rsplit("/", 1)[-1]
+        for href in page.locator("#sagas td:first-child a").evaluate_all(
+            "links => links.map(a => a.getAttribute('href'))"
+        )
+    ]
+
+
+def test_an_operator_finds_a_saga_by_order_and_by_a_time_in_seoul(api: Api, stack: Stack, browser):
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 1_234)
+    saga_id = api.pay(order_id)["saga_id"]
+    other = api.pay(api.create_order(user_id, 1_000))["saga_id"]
+    page = _logged_in(browser, stack.url("orchestrator"))
+
+    page.fill("#order-filter", str(order_id))
+    page.click("#apply")
+    assert _listed(page) == [saga_id]
+
+    # Five minutes ago, as a clock in Seoul shows it, finds the saga; in a minute, nothing.
+    page.goto(stack.url("orchestrator") + "/admin/ui")
+    seoul_now = datetime.now(ZoneInfo(SEOUL)).replace(tzinfo=None, microsecond=0)
+    page.fill("#user-filter", str(user_id))
+    page.fill("#since-filter", (seoul_now - timedelta(minutes=5)).isoformat())
+    page.click("#apply")
+    assert set(_listed(page)) == {saga_id, other}
+    page.fill("#since-filter", (seoul_now + timedelta(minutes=1)).isoformat())
+    page.click("#apply")
+    assert _listed(page) == []
+
+    for field, value in (("#order-filter", "12x"), ("#request-filter", "r" * 200)):
+        page.goto(stack.url("orchestrator") + "/admin/ui")
+        page.fill(field, value)
+        page.click("#apply")
+        assert page.is_visible("#filter-errors")
+        assert _listed(page) == []
+    page.goto(stack.url("orchestrator") + "/admin/ui?status=NOPE&since=yesterday")
+    errors = page.inner_text("#filter-errors")
+    assert "NOPE" in errors and "yesterday" in errors
