@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from common.auth import Forbidden, Role, role_of
 from common.errors import DomainError
@@ -22,6 +23,7 @@ from orchestrator import service
 from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
 from orchestrator.schemas import SagaOut
 from sagaengine.definition import SagaStatus
+from sagaengine.registry import Registry
 from sagaengine.store import SagaState
 
 COOKIE = "admin_token"
@@ -152,7 +154,7 @@ async def sagas(request: Request) -> Response:
             states = states[:PAGE]
     kept = {k: v for k, v in params.items() if k in LIST_PARAMS and k != "cursor" and v}
     context = {
-        "sagas": [summary(registry, s) for s in states],
+        "sagas": [_row(registry, s) for s in states],
         "counts": await request.app.state.admin.counts_at_a_glance(),
         "statuses": list(SagaStatus),
         "types": list(registry.current),
@@ -166,6 +168,32 @@ async def sagas(request: Request) -> Response:
     return templates.TemplateResponse(
         request, "sagas.html", context, status_code=422 if errors else 200
     )
+
+
+def _amount(registry: Registry, state: SagaState) -> int | None:
+    """How much money the saga moves, from its data (a payment's or refund's `amount`, a
+    reservation's `price`): not one of its keys, which are what it is found by."""
+    definition = registry.get((state.type, state.version))
+    if definition is None:
+        return None
+    try:
+        data = definition.data_of(state.payload, state.results)
+    except ValidationError:
+        return None
+    for name in ("amount", "price"):
+        value = getattr(data, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _row(registry: Registry, state: SagaState) -> dict[str, Any]:
+    """A saga as the page lists it: its summary, the money it moves, and why it is where it is
+    (what a stuck saga is stuck on, not the error that sent it back)."""
+    row = summary(registry, state).model_dump()
+    row["amount"] = _amount(registry, state)
+    row["others"] = {k: v for k, v in row["keys"].items() if k not in ("user_id",)}
+    return row
 
 
 def _timeline(saga: SagaOut) -> tuple[list[dict[str, Any]], int]:
@@ -193,15 +221,13 @@ async def saga_page(request: Request, saga_id: uuid.UUID) -> Response:
     if not _logged_in(request):
         return _to_login()
     runner = request.app.state.runner
-    saga = await detail(
-        request.app.state.sagas,
-        request.app.state.admin,
-        await service.get_saga(runner, str(saga_id)),
-    )
+    state = await service.get_saga(runner, str(saga_id))
+    saga = await detail(request.app.state.sagas, request.app.state.admin, state)
     timeline, total_ms = _timeline(saga)
     trace_link = request.app.state.settings.trace_link(saga.trace_id)
     context = {
         "saga": saga,
+        "amount": _amount(request.app.state.sagas, state),
         "timeline": timeline,
         "total_ms": total_ms,
         "trace_link": trace_link,

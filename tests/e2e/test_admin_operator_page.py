@@ -10,6 +10,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from tests.e2e.client import Api
 from tests.e2e.test_admin_page import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_operators import _stuck_payment
 from tools.stack import Stack
 
 SEOUL = "Asia/Seoul"
@@ -71,3 +72,28 @@ def test_an_operator_finds_a_saga_by_order_and_by_a_time_in_seoul(api: Api, stac
     page.goto(stack.url("orchestrator") + "/admin/ui?status=NOPE&since=yesterday")
     errors = page.inner_text("#filter-errors")
     assert "NOPE" in errors and "yesterday" in errors
+
+
+def test_a_stuck_saga_is_listed_with_what_it_is_stuck_on_its_user_and_amount(
+    api: Api, stack: Stack, browser
+):
+    saga_id = _stuck_payment(api)
+    saga = api.saga(saga_id)
+    order_id, user_id = saga["order_id"], saga["keys"]["user_id"]
+    page = _logged_in(browser, stack.url("orchestrator"))
+
+    page.fill("#order-filter", str(order_id))
+    page.click("#apply")
+    assert _listed(page) == [saga_id]
+    row = page.locator("#sagas tr", has=page.locator(f"a[href='/admin/ui/sagas/{saga_id}']"))
+    assert row.locator("td.user").inner_text() == str(user_id)
+    assert row.locator("td.amount").inner_text() == "1,000"
+    assert row.locator("td.keys").inner_text() == f"order {order_id}"
+    # What it is stuck on (the charge-back), not the refusal that sent it back.
+    assert row.locator("td.why").inner_text() == (
+        "stuck: injected_failure at deduct_balance (compensation)"
+    )
+
+    page.click(f"a[href='/admin/ui/sagas/{saga_id}']")
+    assert page.inner_text("#subject .key-user_id strong") == str(user_id)
+    assert page.inner_text("#amount") == "1,000"
