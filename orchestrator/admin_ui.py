@@ -22,7 +22,7 @@ from common.errors import DomainError
 from orchestrator import service
 from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
 from orchestrator.schemas import SagaOut
-from sagaengine.definition import SagaStatus
+from sagaengine.definition import SETTLE_PATH, SagaStatus
 from sagaengine.registry import Registry
 from sagaengine.store import SagaState
 
@@ -205,9 +205,16 @@ def _timeline(saga: SagaOut) -> tuple[list[dict[str, Any]], int]:
     rows = []
     for a in saga.steps:
         finished = a.finished_at or datetime.now(UTC)
+        settle = a.phase == "action" and a.request.get("path") == SETTLE_PATH
         rows.append(
             {
                 **a.model_dump(),
+                # A pivot whose answer was lost is settled by its key: that call is an attempt
+                # of the pivot's action, and its answer says whether the action was applied.
+                "settle": settle,
+                "verdict": (a.response or {}).get("outcome") if settle else None,
+                # The key without the saga id every key of the saga starts with.
+                "short_key": a.idempotency_key.removeprefix(f"{saga.saga_id}:"),
                 "left": round((a.started_at - start).total_seconds() / span * 100, 2),
                 "width": max(round((finished - a.started_at).total_seconds() / span * 100, 2), 0.5),
                 "ms": round((finished - a.started_at).total_seconds() * 1000, 1),

@@ -97,3 +97,25 @@ def test_a_stuck_saga_is_listed_with_what_it_is_stuck_on_its_user_and_amount(
     page.click(f"a[href='/admin/ui/sagas/{saga_id}']")
     assert page.inner_text("#subject .key-user_id strong") == str(user_id)
     assert page.inner_text("#amount") == "1,000"
+
+
+def test_a_pivot_s_settle_call_is_labelled_with_its_verdict(api: Api, stack: Stack, browser):
+    user_id = api.create_user(10_000)
+    order_id = api.create_order(user_id, 7_000)
+    api.fault("order", "complete_payment", "lose_response", times=None)
+    saga = api.pay(order_id)
+    api.clear_faults()
+    assert saga["status"] == "COMPLETED"
+    page = _logged_in(browser, stack.url("orchestrator"))
+
+    page.goto(f"{stack.url('orchestrator')}/admin/ui/sagas/{saga['saga_id']}")
+
+    settles = page.locator("#timeline tr", has=page.locator("span.settle"))
+    assert settles.count() >= 1
+    assert settles.last.locator("td.step").inner_text() == "complete_order_payment"
+    assert settles.last.locator("span.settle").inner_text() == "settle: APPLIED"
+    keys = page.locator("#timeline td.key").all_inner_texts()
+    assert keys and saga["saga_id"] not in " ".join(keys)
+    assert "complete_order_payment:action" in keys
+    started = page.locator("#timeline td.started").all_inner_texts()
+    assert started and all(len(t) == len("00:00:00.000") for t in started)
