@@ -24,12 +24,13 @@ from orchestrator.api import _decode_cursor, _encode_cursor, detail, summary
 from orchestrator.schemas import SagaOut
 from sagaengine.definition import SETTLE_PATH, SagaStatus
 from sagaengine.registry import Registry
-from sagaengine.store import SagaState
+from sagaengine.store import OutboxStatus, SagaState
 
 COOKIE = "admin_token"
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(prefix="/admin/ui", include_in_schema=False)
 PAGE = 50  # sagas per page
+OUTBOX_SHOWN = 200  # pending events on the outbox page (newest first)
 LIST_PARAMS = {
     "status", "type", "since", "tz", "cursor", "order_id", "user_id", "concert_id", "seat_id",
     "request_id",
@@ -291,3 +292,35 @@ async def audit_page(request: Request) -> Response:
         return _to_login()
     actions = await request.app.state.audit.page(200)
     return templates.TemplateResponse(request, "audit.html", {"actions": actions})
+
+
+@router.get("/outbox")
+async def outbox_page(request: Request) -> Response:
+    """The events waiting for the data platform: each one's age, tries and last error (one
+    that has failed is still pending: the relay tries it again at its next attempt time)."""
+    if not _logged_in(request):
+        return _to_login()
+    admin = request.app.state.admin
+    pending = await admin.outbox_messages(OutboxStatus.PENDING, OUTBOX_SHOWN)
+    now = datetime.now(UTC)
+    events = [
+        {
+            "event": m,
+            "age": _age((now - m.occurred_at).total_seconds()),
+            "failed": m.attempts > 0 or m.last_error is not None,
+        }
+        for m in pending
+    ]
+    context = {"events": events, "backlog": await admin.outbox_backlog(at_a_glance=True)}
+    return templates.TemplateResponse(request, "outbox.html", context)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(seconds, 0)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from tests.e2e.client import Api
+from tests.e2e.client import Api, wait_for
 from tests.e2e.test_admin_page import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_operators import _stuck_payment
 from tools.stack import Stack
@@ -119,3 +119,29 @@ def test_a_pivot_s_settle_call_is_labelled_with_its_verdict(api: Api, stack: Sta
     assert "complete_order_payment:action" in keys
     started = page.locator("#timeline td.started").all_inner_texts()
     assert started and all(len(t) == len("00:00:00.000") for t in started)
+
+
+def test_the_outbox_page_shows_undelivered_events_behind_the_same_login(
+    api: Api, stack: Stack, browser
+):
+    base = stack.url("orchestrator")
+    stranger = browser.new_page()
+    stranger.goto(f"{base}/admin/ui/outbox")
+    assert stranger.url.endswith("/admin/ui/login")
+
+    api.platform_control(down=True)
+    try:
+        saga_id = api.pay(api.create_order(api.create_user(10_000), 1_000))["saga_id"]
+        wait_for(
+            lambda: any(r["attempts"] > 0 for r in api.outbox_rows({saga_id})),
+            what="a failed delivery",
+        )
+        page = _logged_in(browser, base)
+        page.click("#outbox-link")
+        row = page.locator("#outbox tr", has=page.locator(f"a[href='/admin/ui/sagas/{saga_id}']"))
+        assert row.get_attribute("class") == "failed"
+        assert row.locator("td.last-error").inner_text().startswith("failed")
+        assert row.locator("td.age").inner_text().endswith(" s")
+    finally:
+        api.platform_control(down=False)
+    wait_for(lambda: api.outbox_rows({saga_id})[0]["status"] == "DELIVERED", what="delivery")
