@@ -6,7 +6,8 @@ in an HttpOnly, SameSite=Strict cookie; every page checks it in constant time, a
 checks its bearer token, and an action needs the admin token.
 """
 
-import uuid
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,33 @@ router = APIRouter(prefix="/admin/ui", include_in_schema=False)
 PAGE = 50  # sagas per page
 OUTBOX_SHOWN = 200  # pending events on the outbox page (newest first)
 LIST_PARAMS = {
-    "status", "type", "since", "tz", "cursor", "order_id", "user_id", "concert_id", "seat_id",
-    "request_id",
+    "status", "type", "since", "tz", "cursor", "before", "order_id", "user_id", "concert_id",
+    "seat_id", "request_id", "limit",
 }  # fmt: skip
+
+
+Page = Callable[..., Awaitable[Response]]
+
+
+def _html_errors(page: Page) -> Page:
+    """A refusal on a page (an unknown saga, a bad cursor, a retry or cancel of a final saga,
+    a viewer acting) answers an HTML page with its message and a way back, with the API's
+    status code; the admin API under /admin keeps answering JSON."""
+
+    @functools.wraps(page)
+    async def answer(request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return await page(request, *args, **kwargs)
+        except DomainError as error:
+            back = request.headers.get("referer") or "/admin/ui"
+            if not back.startswith(str(request.base_url).rstrip("/") + "/admin/ui"):
+                back = "/admin/ui"
+            context = {"error": error, "back": back}
+            return templates.TemplateResponse(
+                request, "error.html", context, status_code=error.status_code
+            )
+
+    return answer
 
 
 def _role(request: Request) -> Role | None:
@@ -118,6 +143,10 @@ def _filters(params: dict[str, str], types: list[str]) -> tuple[dict[str, Any], 
     if len(request_id) > 128:
         errors.append("a request id is at most 128 characters")
     chosen["request_id"] = request_id or None
+    limit = params.get("limit") or str(PAGE)
+    if not limit.isdigit() or not 1 <= int(limit) <= 200:
+        errors.append(f"limit {limit!r} is not a number from 1 to 200")
+    chosen["limit"] = int(limit) if limit.isdigit() else PAGE
     chosen["since"] = None
     if params.get("since"):
         try:
@@ -128,6 +157,7 @@ def _filters(params: dict[str, str], types: list[str]) -> tuple[dict[str, Any], 
 
 
 @router.get("")
+@_html_errors
 async def sagas(request: Request) -> Response:
     if not _logged_in(request):
         return _to_login()
@@ -135,25 +165,38 @@ async def sagas(request: Request) -> Response:
     params = dict(request.query_params)
     chosen, errors = _filters(params, list(registry.current))
     states: list[SagaState] = []
-    more = False
+    older = newer = False
     if not errors:
         try:
             after = _decode_cursor(params["cursor"]) if params.get("cursor") else None
+            before = _decode_cursor(params["before"]) if params.get("before") else None
         except DomainError as error:
             errors.append(error.message)
         else:
             states = await request.app.state.admin.page(
                 status=chosen["status"],
                 saga_type=chosen["saga_type"],
-                limit=PAGE + 1,
+                limit=chosen["limit"] + 1,
                 after=after,
+                before=before if after is None else None,
                 since=chosen["since"],
                 keys=chosen["keys"],
                 request_id=chosen["request_id"],
             )
-            more = len(states) > PAGE
-            states = states[:PAGE]
-    kept = {k: v for k, v in params.items() if k in LIST_PARAMS and k != "cursor" and v}
+            if before is not None and after is None:  # a page back: oldest first
+                newer = len(states) > chosen["limit"]
+                states = states[: chosen["limit"]][::-1]
+                older = bool(states)
+            else:
+                older = len(states) > chosen["limit"]
+                states = states[: chosen["limit"]]
+                newer = after is not None and bool(states)
+    paged = bool(params.get("cursor") or params.get("before"))
+    kept = {k: v for k, v in params.items() if k in LIST_PARAMS - {"cursor", "before"} and v}
+
+    def link(**cursor: str) -> str:
+        return f"/admin/ui?{urlencode({**kept, **cursor})}"
+
     context = {
         "sagas": [_row(registry, s) for s in states],
         "counts": await request.app.state.admin.counts_at_a_glance(),
@@ -161,9 +204,9 @@ async def sagas(request: Request) -> Response:
         "types": list(registry.current),
         "params": params,
         "errors": errors,
-        "next_link": f"/admin/ui?{urlencode({**kept, 'cursor': _encode_cursor(states[-1])})}"
-        if more
-        else None,
+        "next_link": link(cursor=_encode_cursor(states[-1])) if older else None,
+        "newer_link": link(before=_encode_cursor(states[0])) if newer else None,
+        "first_link": link() if paged else None,
         "outbox": await request.app.state.admin.outbox_backlog(at_a_glance=True),
     }
     return templates.TemplateResponse(
@@ -225,11 +268,12 @@ def _timeline(saga: SagaOut) -> tuple[list[dict[str, Any]], int]:
 
 
 @router.get("/sagas/{saga_id}")
-async def saga_page(request: Request, saga_id: uuid.UUID) -> Response:
+@_html_errors
+async def saga_page(request: Request, saga_id: str) -> Response:
     if not _logged_in(request):
         return _to_login()
     runner = request.app.state.runner
-    state = await service.get_saga(runner, str(saga_id))
+    state = await service.get_saga(runner, saga_id)
     saga = await detail(request.app.state.sagas, request.app.state.admin, state)
     timeline, total_ms = _timeline(saga)
     trace_link = request.app.state.settings.trace_link(saga.trace_id)
@@ -257,7 +301,8 @@ def _cancellable(request: Request, saga: SagaOut) -> bool:
 
 
 @router.post("/sagas/{saga_id}/retry")
-async def retry(request: Request, saga_id: uuid.UUID) -> Response:
+@_html_errors
+async def retry(request: Request, saga_id: str) -> Response:
     role = _role(request)
     if role is None:
         return _to_login()
@@ -266,12 +311,13 @@ async def retry(request: Request, saga_id: uuid.UUID) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
     reason = (form.get("reason") or [""])[0].strip()[:500] or None
     runner, audit = request.app.state.runner, request.app.state.audit
-    await service.operator_retry(runner, audit, role, str(saga_id), reason)
+    await service.operator_retry(runner, audit, role, saga_id, reason)
     return RedirectResponse(f"/admin/ui/sagas/{saga_id}", status_code=303)
 
 
 @router.post("/sagas/{saga_id}/cancel")
-async def cancel(request: Request, saga_id: uuid.UUID) -> Response:
+@_html_errors
+async def cancel(request: Request, saga_id: str) -> Response:
     role = _role(request)
     if role is None:
         return _to_login()
@@ -282,7 +328,7 @@ async def cancel(request: Request, saga_id: uuid.UUID) -> Response:
     if not reason:
         raise DomainError("a cancellation needs a reason", code="reason_required", status_code=422)
     runner, audit = request.app.state.runner, request.app.state.audit
-    await service.operator_cancel(runner, audit, role, str(saga_id), reason)
+    await service.operator_cancel(runner, audit, role, saga_id, reason)
     return RedirectResponse(f"/admin/ui/sagas/{saga_id}", status_code=303)
 
 

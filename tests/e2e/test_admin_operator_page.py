@@ -2,13 +2,15 @@
 finding a saga by its business keys and by a time typed in the browser's own zone, being told
 when a filter does not read, and acting on what is found."""
 
+import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from tests.e2e.client import Api, wait_for
+from tests.e2e.client import ADMIN_AUTH, Api, wait_for
 from tests.e2e.test_admin_page import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_operators import _stuck_payment
 from tools.stack import Stack
@@ -145,3 +147,48 @@ def test_the_outbox_page_shows_undelivered_events_behind_the_same_login(
     finally:
         api.platform_control(down=False)
     wait_for(lambda: api.outbox_rows({saga_id})[0]["status"] == "DELIVERED", what="delivery")
+
+
+def test_a_refusal_on_the_page_is_a_page_with_its_message_and_a_way_back(api: Api, stack: Stack):
+    base = stack.url("orchestrator")
+    admin, viewer = {"admin_token": "dev-admin-token"}, {"admin_token": "dev-viewer-token"}
+    done = api.pay(api.create_order(api.create_user(10_000), 1_000))["saga_id"]
+    saga_page = f"{base}/admin/ui/sagas/{done}"
+
+    for answer, status, code in (
+        (httpx.get(f"{base}/admin/ui/sagas/not-a-saga", cookies=admin), 404, None),
+        (httpx.get(f"{base}/admin/ui/sagas/{uuid.uuid4()}", cookies=admin), 404, None),
+        (httpx.post(f"{saga_page}/retry", cookies=admin), 409, "saga_not_retryable"),
+        (httpx.post(f"{saga_page}/cancel", cookies=admin, data={"reason": "x"}), 409, None),
+        (httpx.post(f"{saga_page}/retry", cookies=viewer), 403, "forbidden"),
+    ):
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"].startswith("text/html")
+        assert 'id="error-message"' in answer.text and 'id="back"' in answer.text
+        if code:
+            assert f'<code id="error-code">{code}</code>' in answer.text
+    bad_cursor = httpx.get(f"{base}/admin/ui", params={"cursor": "nope"}, cookies=admin)
+    assert bad_cursor.status_code == 422 and 'id="filter-errors"' in bad_cursor.text
+    # The API keeps answering JSON.
+    api_answer = api.http.post(
+        api.url("orchestrator", f"/admin/sagas/{done}/retry"), headers=ADMIN_AUTH
+    )
+    assert api_answer.json()["error"]["code"] == "saga_not_retryable"
+
+
+def test_the_list_pages_older_newer_and_back_to_the_first(api: Api, stack: Stack, browser):
+    user_id = api.create_user(100_000)
+    sagas = [api.pay(api.create_order(user_id, 100))["saga_id"] for _ in range(3)][::-1]
+    page = _logged_in(browser, stack.url("orchestrator"))
+    page.goto(f"{stack.url('orchestrator')}/admin/ui?user_id={user_id}&limit=2")
+    assert _listed(page) == sagas[:2]
+    assert page.locator("#newer").count() == 0 and page.locator("#first").count() == 0
+    page.click("#next")
+    assert _listed(page) == sagas[2:]
+    assert page.locator("#next").count() == 0
+    page.click("#newer")
+    assert _listed(page) == sagas[:2]
+    page.click("#next")
+    page.click("#first")
+    assert _listed(page) == sagas[:2]
+    assert page.locator("#first").count() == 0
