@@ -192,3 +192,30 @@ def test_the_list_pages_older_newer_and_back_to_the_first(api: Api, stack: Stack
     page.click("#first")
     assert _listed(page) == sagas[:2]
     assert page.locator("#first").count() == 0
+
+
+def test_an_operator_finds_a_stuck_saga_by_order_cancels_it_and_sees_it_audited(
+    api: Api, stack: Stack, browser
+):
+    saga_id = _stuck_payment(api)  # stuck before its pivot (a charge-back failing)
+    order_id = api.saga(saga_id)["order_id"]
+    api.clear_faults()
+    page = _logged_in(browser, stack.url("orchestrator"))
+
+    page.fill("#order-filter", str(order_id))
+    page.click("#apply")
+    page.click(f"a[href='/admin/ui/sagas/{saga_id}']")
+    page.fill("#cancel-reason", "customer asked on the phone")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel")
+    wait_for(lambda: api.saga(saga_id)["status"] == "COMPENSATED", what="the cancelled saga")
+
+    page.click("#audit-link")
+    row = page.locator("#audit tr", has=page.locator(f"a[href='/admin/ui/sagas/{saga_id}']"))
+    assert row.locator("td").all_inner_texts()[1:] == [
+        "admin",
+        "cancel",
+        saga_id,
+        "customer asked on the phone",
+        "accepted",
+    ]
