@@ -77,10 +77,17 @@ class AdminQueries:
         since: datetime | None = None,
         keys: dict[str, Any] | None = None,
         request_id: str | None = None,
+        before: tuple[datetime, uuid.UUID] | None = None,
     ) -> list[SagaState]:
         """Newest first; `after` is the (created_at, id) of the last saga of the previous page;
-        `keys`: business keys the saga carries (all of them), through the GIN index on keys."""
-        query = select(SagaRecord).order_by(SagaRecord.created_at.desc(), SagaRecord.id.desc())
+        `keys`: business keys the saga carries (all of them), through the GIN index on keys.
+        `before` (instead of `after`): the `limit` sagas just newer than that one, oldest
+        first (a page back towards the newest)."""
+        if before is not None:
+            query = select(SagaRecord).order_by(SagaRecord.created_at, SagaRecord.id)
+            query = query.where(tuple_(SagaRecord.created_at, SagaRecord.id) > tuple_(*before))
+        else:
+            query = select(SagaRecord).order_by(SagaRecord.created_at.desc(), SagaRecord.id.desc())
         if keys:
             query = query.where(SagaRecord.keys.contains(keys))
         if request_id is not None:
