@@ -208,6 +208,7 @@ async def sagas(request: Request) -> Response:
         "newer_link": link(before=_encode_cursor(states[0])) if newer else None,
         "first_link": link() if paged else None,
         "outbox": await request.app.state.admin.outbox_backlog(at_a_glance=True),
+        "can_act": _role(request) is Role.ADMIN,
     }
     return templates.TemplateResponse(
         request, "sagas.html", context, status_code=422 if errors else 200
@@ -330,6 +331,55 @@ async def cancel(request: Request, saga_id: str) -> Response:
     runner, audit = request.app.state.runner, request.app.state.audit
     await service.operator_cancel(runner, audit, role, saga_id, reason)
     return RedirectResponse(f"/admin/ui/sagas/{saga_id}", status_code=303)
+
+
+BULK_MOST = 100  # as the API's bulk retry: a bounded amount of work per action
+
+
+def _selection(values: dict[str, str], types: list[str]) -> tuple[str | None, str | None]:
+    """The stuck sagas an operator picked: of a type (one this orchestrator runs), at a step."""
+    kind = values.get("type") or None
+    if kind is not None and kind not in types:
+        raise DomainError(f"unknown saga type {kind!r}", code="validation_error", status_code=422)
+    step = (values.get("step") or "").strip()[:64] or None
+    return kind, step
+
+
+@router.get("/retry-stuck")
+@_html_errors
+async def retry_stuck_preview(request: Request) -> Response:
+    """A bulk retry's dry run: how many NEEDS_ATTENTION sagas match, which would be retried,
+    and the form that confirms it with a reason."""
+    role = _role(request)
+    if role is None:
+        return _to_login()
+    if role is not Role.ADMIN:
+        raise Forbidden("this token may only read: retrying needs ADMIN_TOKEN")
+    kind, step = _selection(dict(request.query_params), list(request.app.state.sagas.current))
+    matching, stuck = await request.app.state.admin.needing_attention(
+        saga_type=kind, step=step, since=None, until=None, limit=BULK_MOST
+    )
+    context = {"type": kind, "step": step, "matching": matching, "stuck": stuck}
+    return templates.TemplateResponse(request, "retry_stuck.html", context)
+
+
+@router.post("/retry-stuck")
+@_html_errors
+async def retry_stuck(request: Request) -> Response:
+    role = _role(request)
+    if role is None:
+        return _to_login()
+    if role is not Role.ADMIN:
+        raise Forbidden("this token may only read: retrying needs ADMIN_TOKEN")
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+    kind, step = _selection(form, list(request.app.state.sagas.current))
+    reason = (form.get("reason") or "").strip()[:500] or None
+    _, stuck = await request.app.state.admin.needing_attention(
+        saga_type=kind, step=step, since=None, until=None, limit=BULK_MOST
+    )
+    runner, audit = request.app.state.runner, request.app.state.audit
+    await service.operator_bulk_retry(runner, audit, role, stuck, reason)
+    return RedirectResponse("/admin/ui/audit", status_code=303)
 
 
 @router.get("/audit")

@@ -219,3 +219,34 @@ def test_an_operator_finds_a_stuck_saga_by_order_cancels_it_and_sees_it_audited(
         "customer asked on the phone",
         "accepted",
     ]
+
+
+def test_an_operator_previews_then_retries_the_stuck_sagas_in_bulk(api: Api, stack: Stack, browser):
+    stuck = sorted(_stuck_payment(api) for _ in range(2))
+    api.clear_faults()
+    page = _logged_in(browser, stack.url("orchestrator"))
+
+    page.select_option("#bulk-type", "payment")
+    page.fill("#bulk-step", "deduct_balance")
+    page.click("#bulk-preview-button")
+    listed = page.locator("#bulk-sagas td:first-child a").all_inner_texts()
+    assert set(stuck) <= set(listed)  # the dry run: which, and how many
+    assert f"{len(listed)}" in page.inner_text("#bulk-preview")
+    assert [api.saga(s)["status"] for s in stuck] == ["NEEDS_ATTENTION"] * 2  # nothing moved
+    page.fill("#bulk-reason", "charge-backs work again")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#bulk-retry")
+
+    for saga_id in stuck:
+        wait_for(lambda s=saga_id: api.saga(s)["status"] == "COMPENSATED", what="retried")
+    assert page.url.endswith("/admin/ui/audit")
+    for saga_id in stuck:
+        row = page.locator("#audit tr", has=page.locator(f"a[href='/admin/ui/sagas/{saga_id}']"))
+        assert row.locator("td").all_inner_texts()[2:] == [
+            "bulk_retry",
+            saga_id,
+            "charge-backs work again",
+            "accepted",
+        ]
+    viewer = _logged_in(browser, stack.url("orchestrator"), token="dev-viewer-token")
+    assert viewer.locator("#bulk-select").count() == 0  # a viewer is not offered it
