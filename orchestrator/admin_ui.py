@@ -301,16 +301,27 @@ def _cancellable(request: Request, saga: SagaOut) -> bool:
     return at < definition.pivot_index and not going_back
 
 
+def _acting(request: Request, doing: str) -> Role | None:
+    """The role of the operator about to act (None: not logged in); a viewer's token: 403."""
+    role = _role(request)
+    if role is not None and role is not Role.ADMIN:
+        raise Forbidden(f"this token may only read: {doing} needs ADMIN_TOKEN")
+    return role
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A posted form's fields (the first value of each), trimmed."""
+    fields = parse_qs((await request.body()).decode(errors="replace"))
+    return {name: values[0].strip() for name, values in fields.items()}
+
+
 @router.post("/sagas/{saga_id}/retry")
 @_html_errors
 async def retry(request: Request, saga_id: str) -> Response:
-    role = _role(request)
+    role = _acting(request, "retrying")
     if role is None:
         return _to_login()
-    if role is not Role.ADMIN:
-        raise Forbidden("this token may only read: retrying needs ADMIN_TOKEN")
-    form = parse_qs((await request.body()).decode(errors="replace"))
-    reason = (form.get("reason") or [""])[0].strip()[:500] or None
+    reason = (await _form(request)).get("reason", "")[:500] or None
     runner, audit = request.app.state.runner, request.app.state.audit
     await service.operator_retry(runner, audit, role, saga_id, reason)
     return RedirectResponse(f"/admin/ui/sagas/{saga_id}", status_code=303)
@@ -319,13 +330,10 @@ async def retry(request: Request, saga_id: str) -> Response:
 @router.post("/sagas/{saga_id}/cancel")
 @_html_errors
 async def cancel(request: Request, saga_id: str) -> Response:
-    role = _role(request)
+    role = _acting(request, "cancelling")
     if role is None:
         return _to_login()
-    if role is not Role.ADMIN:
-        raise Forbidden("this token may only read: cancelling needs ADMIN_TOKEN")
-    form = parse_qs((await request.body()).decode(errors="replace"))
-    reason = (form.get("reason") or [""])[0].strip()[:500]
+    reason = (await _form(request)).get("reason", "")[:500]
     if not reason:
         raise DomainError("a cancellation needs a reason", code="reason_required", status_code=422)
     runner, audit = request.app.state.runner, request.app.state.audit
@@ -350,11 +358,8 @@ def _selection(values: dict[str, str], types: list[str]) -> tuple[str | None, st
 async def retry_stuck_preview(request: Request) -> Response:
     """A bulk retry's dry run: how many NEEDS_ATTENTION sagas match, which would be retried,
     and the form that confirms it with a reason."""
-    role = _role(request)
-    if role is None:
+    if _acting(request, "retrying") is None:
         return _to_login()
-    if role is not Role.ADMIN:
-        raise Forbidden("this token may only read: retrying needs ADMIN_TOKEN")
     kind, step = _selection(dict(request.query_params), list(request.app.state.sagas.current))
     matching, stuck = await request.app.state.admin.needing_attention(
         saga_type=kind, step=step, since=None, until=None, limit=BULK_MOST
@@ -366,14 +371,12 @@ async def retry_stuck_preview(request: Request) -> Response:
 @router.post("/retry-stuck")
 @_html_errors
 async def retry_stuck(request: Request) -> Response:
-    role = _role(request)
+    role = _acting(request, "retrying")
     if role is None:
         return _to_login()
-    if role is not Role.ADMIN:
-        raise Forbidden("this token may only read: retrying needs ADMIN_TOKEN")
-    form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+    form = await _form(request)
     kind, step = _selection(form, list(request.app.state.sagas.current))
-    reason = (form.get("reason") or "").strip()[:500] or None
+    reason = form.get("reason", "")[:500] or None
     _, stuck = await request.app.state.admin.needing_attention(
         saga_type=kind, step=step, since=None, until=None, limit=BULK_MOST
     )
