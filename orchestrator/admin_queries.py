@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from sagaengine.definition import LIVE_STATUSES, SagaStatus
@@ -129,6 +129,18 @@ class AdminQueries:
         async with self.sessionmaker() as session:
             total = (await session.execute(counted)).scalar_one()
             return total, [state_of_record(r) for r in await session.scalars(oldest)]
+
+    async def redeliver(self, event_id: uuid.UUID) -> bool:
+        """Make a pending event due now, whatever its backoff (an operator fixed the platform):
+        the next relay pass claims it. False if it is not pending (delivered, or unknown)."""
+        query = (
+            update(OutboxMessage)
+            .where(OutboxMessage.event_id == event_id, OutboxMessage.status == "PENDING")
+            .values(next_attempt_at=func.now())
+            .returning(OutboxMessage.id)
+        )
+        async with self.sessionmaker() as session, session.begin():
+            return (await session.execute(query)).first() is not None
 
     async def count_by_status(self) -> dict[str, int]:
         """Exact counts: reads every saga's status (GET /admin/stats, not on any page)."""

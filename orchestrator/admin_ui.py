@@ -7,6 +7,7 @@ checks its bearer token, and an action needs the admin token.
 """
 
 import functools
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -286,6 +287,8 @@ async def saga_page(request: Request, saga_id: str) -> Response:
         "trace_link": trace_link,
         "can_act": _role(request) is Role.ADMIN,
         "cancellable": _cancellable(request, saga),
+        # Who stepped in, when, why: the saga's own lines of the audit trail.
+        "actions": await request.app.state.audit.page(50, saga_id=saga.saga_id),
     }
     return templates.TemplateResponse(request, "saga.html", context)
 
@@ -410,8 +413,30 @@ async def outbox_page(request: Request) -> Response:
         }
         for m in pending
     ]
-    context = {"events": events, "backlog": await admin.outbox_backlog(at_a_glance=True)}
+    context = {
+        "events": events,
+        "backlog": await admin.outbox_backlog(at_a_glance=True),
+        "can_act": _role(request) is Role.ADMIN,
+    }
     return templates.TemplateResponse(request, "outbox.html", context)
+
+
+@router.post("/outbox/{event_id}/redeliver")
+@_html_errors
+async def redeliver(request: Request, event_id: str) -> Response:
+    """Deliver a pending event now, not after its backoff (the platform is back)."""
+    role = _acting(request, "redelivering")
+    if role is None:
+        return _to_login()
+    try:
+        event = uuid.UUID(event_id)
+    except ValueError:
+        raise DomainError(f"no event {event_id!r}", code="not_found", status_code=404) from None
+    saga_id = (await _form(request)).get("saga_id", "")
+    admin, audit = request.app.state.admin, request.app.state.audit
+    await service.operator_redeliver(admin, audit, role, event, saga_id)
+    request.app.state.relay.notify()  # this process's relay, if it runs one, goes at once
+    return RedirectResponse("/admin/ui/outbox", status_code=303)
 
 
 def _age(seconds: float) -> str:

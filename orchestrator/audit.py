@@ -73,11 +73,16 @@ class AuditTrail:
                 )
             )
 
-    async def page(self, limit: int, before: int | None = None) -> list[Action]:
-        """The actions, newest first; with `before`, those older than that action's id."""
+    async def page(
+        self, limit: int, before: int | None = None, saga_id: str | None = None
+    ) -> list[Action]:
+        """The actions, newest first; with `before`, those older than that action's id; with
+        `saga_id`, those on that saga (through its index)."""
         query = select(OperatorAction).order_by(OperatorAction.id.desc()).limit(limit)
         if before is not None:
             query = query.where(OperatorAction.id < before)
+        if saga_id is not None:
+            query = query.where(OperatorAction.saga_id == _uuid(saga_id))
         async with self.sessionmaker() as session:
             rows = await session.scalars(query)
             return [

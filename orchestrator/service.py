@@ -2,9 +2,11 @@
 every saga): read a saga, retry one an operator looked at (recorded in the audit trail)."""
 
 import logging
+import uuid
 
 from common.auth import Role
 from common.errors import DomainError
+from orchestrator.admin_queries import AdminQueries
 from orchestrator.audit import AuditTrail
 from sagaengine.context import request_id
 from sagaengine.definition import SagaStatus
@@ -71,6 +73,21 @@ async def operator_cancel(
         raise
     await _record(audit, role, "cancel", saga_id, reason, "accepted")
     return cancelled
+
+
+class EventNotPending(DomainError):
+    code = "event_not_pending"
+    status_code = 409
+
+
+async def operator_redeliver(
+    admin: AdminQueries, audit: AuditTrail, role: Role, event_id: uuid.UUID, saga_id: str
+) -> None:
+    """An operator's "deliver it now" of a pending outbox event, recorded in the audit trail."""
+    if not await admin.redeliver(event_id):
+        await _record(audit, role, "redeliver", saga_id, None, EventNotPending.code)
+        raise EventNotPending(f"event {event_id} is not waiting in the outbox")
+    await _record(audit, role, "redeliver", saga_id, f"event {event_id}", "accepted")
 
 
 async def operator_bulk_retry(

@@ -144,9 +144,23 @@ def test_the_outbox_page_shows_undelivered_events_behind_the_same_login(
         assert row.get_attribute("class") == "failed"
         assert row.locator("td.last-error").inner_text().startswith("failed")
         assert row.locator("td.age").inner_text().endswith(" s")
+        # "deliver now": due at once, not at its backoff (pressed while the event is surely
+        # still waiting: the platform is down).
+        row.locator("button.redeliver").click()
+        assert page.url.endswith("/admin/ui/outbox")
     finally:
         api.platform_control(down=False)
     wait_for(lambda: api.outbox_rows({saga_id})[0]["status"] == "DELIVERED", what="delivery")
+    page.goto(f"{base}/admin/ui/sagas/{saga_id}")  # the saga shows who stepped in
+    action = page.locator("#saga-actions tr").nth(1).locator("td").all_inner_texts()
+    assert action[1:3] == ["admin", "redeliver"] and action[4] == "accepted"
+    event_id = api.outbox_rows({saga_id})[0]["event_id"]
+    again = httpx.post(
+        f"{base}/admin/ui/outbox/{event_id}/redeliver",
+        cookies={"admin_token": "dev-admin-token"},
+        data={"saga_id": saga_id},
+    )
+    assert again.status_code == 409 and "not waiting in the outbox" in again.text
 
 
 def test_a_refusal_on_the_page_is_a_page_with_its_message_and_a_way_back(api: Api, stack: Stack):
