@@ -114,12 +114,20 @@ async def operator_bulk_retry(
 async def _record(
     audit: AuditTrail, role: Role, action: str, saga_id: str, reason: str | None, result: str
 ) -> None:
-    await audit.record(
-        role=role,
-        action=action,
-        saga_id=saga_id,
-        reason=reason,
-        result=result,
-        request_id=request_id.get(),
-    )
-    log.info("operator (%s) %s of saga %s: %s", role, action, saga_id, result)
+    """Record an action once it is decided. If the trail cannot be written (its database went
+    away after the action was taken), the action still stands and its answer says so: the
+    line below, at ERROR, holds everything the trail would have, for whoever reconciles it."""
+    line = ("operator (%s) %s of saga %s (reason %r): %s", role, action, saga_id, reason, result)
+    try:
+        await audit.record(
+            role=role,
+            action=action,
+            saga_id=saga_id,
+            reason=reason,
+            result=result,
+            request_id=request_id.get(),
+        )
+    except Exception:
+        log.exception("audit trail not written; " + line[0], *line[1:])
+        return
+    log.info(*line)

@@ -938,9 +938,11 @@ class SagaRunner:
         run that holds its lease, here or in another replica, learns of it with its next move
         and starts no action after that); a run here also stops retrying the call it is
         making. A stuck saga is resumed at once, to compensate. The saga as it then stands,
-        or None if it could not be cancelled (final, past its pivot, starting, or cancelled
-        already)."""
-        definition = self.definitions[(state.type, state.version)]
+        or None if it could not be cancelled (final, past its pivot, starting, cancelled
+        already, or of a definition this process does not run: it could not tell its pivot)."""
+        definition = self.definitions.get((state.type, state.version))
+        if definition is None:
+            return None
         cancelled = await self.store.request_cancel(state.id, reason, definition.pivot_index)
         if cancelled is None:
             return None

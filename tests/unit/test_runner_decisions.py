@@ -526,3 +526,16 @@ async def test_a_cancelled_saga_resumed_by_another_run_goes_back_too(store: InMe
     assert saga is not None and saga.status is SagaStatus.COMPENSATED
     assert participants.calls == []  # nothing was applied, nothing to undo
     assert saga.error is not None and saga.error["code"] == "cancelled"
+
+
+async def test_a_saga_of_a_definition_this_process_does_not_run_is_not_cancelled(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+    state, _ = await _started(store, _runner(store, participants))
+    other = replace(TRIP, name="other-trip")
+
+    stranger = _runner(store, participants, "replica-b", definition=other)
+    assert await stranger.cancel(state, "which pivot?") is None  # a refusal, never a crash
+    after = await store.get(state.id)
+    assert after is not None and after.cancel_reason is None
