@@ -21,7 +21,7 @@ from concert_service.domain import (
     seat_status,
 )
 from concert_service.models import Concert, IdempotencyRecord, Reservation, Seat
-from sagaengine.participant import IdempotencyStore, StoredResponse
+from sagaengine.participant import IdempotencyStore, NotThatAction, StoredResponse
 
 idempotency = IdempotencyStore(IdempotencyRecord)
 
@@ -129,7 +129,7 @@ def release_hold(session: Session, hold_key: str, key: str) -> StoredResponse:
     a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        hold = idempotency.reverse_once(session, hold_key, key)
+        hold = idempotency.reverse_once(session, hold_key, key, "hold_seat")
         if hold is None:
             return 200, {"reservation_id": None, "released": False}
         released = session.execute(
@@ -228,7 +228,12 @@ def release_cancellation(
     through; if it never arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        start = idempotency.reverse_once(session, start_key, key)
+        start = idempotency.reverse_once(session, start_key, key, "start_cancellation")
+        if start is not None and start.body["reservation_id"] != reservation_id:
+            raise NotThatAction(
+                f"key {start_key!r} started reservation {start.body['reservation_id']}, "
+                f"not {reservation_id}"
+            )
         if start is None:
             return 200, {"reservation_id": reservation_id, "released": False}
         reservation = _cancellation_move(

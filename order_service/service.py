@@ -22,7 +22,7 @@ from order_service.domain import (
     order_amount,
 )
 from order_service.models import IdempotencyRecord, Order, OrderItem
-from sagaengine.participant import IdempotencyStore, StoredResponse
+from sagaengine.participant import IdempotencyStore, NotThatAction, StoredResponse
 
 idempotency = IdempotencyStore(IdempotencyRecord)
 
@@ -98,7 +98,15 @@ def complete_payment(session: Session, order_id: int, key: str) -> StoredRespons
 def release_payment(session: Session, order_id: int, start_key: str, key: str) -> StoredResponse:
     """Saga compensation of `start_payment`: PAYMENT_IN_PROGRESS -> PENDING, only if that start
     went through; if it never arrived, a tombstone makes sure it never will."""
-    return _release(session, order_id, start_key, key, "release_payment", OrderMove.RELEASE_PAYMENT)
+    return _release(
+        session,
+        order_id,
+        start_key,
+        key,
+        "release_payment",
+        "start_payment",
+        OrderMove.RELEASE_PAYMENT,
+    )
 
 
 def start_refund(session: Session, order_id: int, key: str) -> StoredResponse:
@@ -115,7 +123,15 @@ def complete_refund(session: Session, order_id: int, key: str) -> StoredResponse
 def release_refund(session: Session, order_id: int, start_key: str, key: str) -> StoredResponse:
     """Refund saga compensation of `start_refund`: REFUND_IN_PROGRESS -> PAID, only if that
     start went through; if it never arrived, a tombstone makes sure it never will."""
-    return _release(session, order_id, start_key, key, "release_refund", OrderMove.RELEASE_REFUND)
+    return _release(
+        session,
+        order_id,
+        start_key,
+        key,
+        "release_refund",
+        "start_refund",
+        OrderMove.RELEASE_REFUND,
+    )
 
 
 def _move(
@@ -132,13 +148,23 @@ def _move(
 
 
 def _release(
-    session: Session, order_id: int, start_key: str, key: str, operation: str, move: OrderMove
+    session: Session,
+    order_id: int,
+    start_key: str,
+    key: str,
+    operation: str,
+    start_operation: str,
+    move: OrderMove,
 ) -> StoredResponse:
     """A compensation giving back the semantic lock its start took, only if that start went
     through; if it never arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        start = idempotency.reverse_once(session, start_key, key)
+        start = idempotency.reverse_once(session, start_key, key, start_operation)
+        if start is not None and start.body["id"] != order_id:
+            raise NotThatAction(
+                f"key {start_key!r} started order {start.body['id']}, not {order_id}"
+            )
         if start is None:
             # Nothing to undo: this must succeed whatever else is true, or the tombstone just
             # placed would be rolled back with the refusal.

@@ -100,7 +100,7 @@ def cancel_payment(session: Session, approval_key: str, key: str) -> StoredRespo
     If the approval never arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        approval = idempotency.reverse_once(session, approval_key, key)
+        approval = idempotency.reverse_once(session, approval_key, key, "approve_payment")
         if approval is None:
             return 200, {"payment": None, "cancelled": False}
         payment = session.execute(
@@ -122,7 +122,7 @@ def refund_payment(session: Session, approval_key: str, key: str) -> StoredRespo
     through, or a payment cancelled already): a refund must take back a payment, or say no."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        approval = idempotency.reverse_once(session, approval_key, key)
+        approval = idempotency.reverse_once(session, approval_key, key, "approve_payment")
         if approval is None:
             raise PaymentNotRefundable(f"no approved payment of approval {approval_key}")
         payment = session.execute(

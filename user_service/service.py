@@ -142,7 +142,7 @@ def charge_back(
     arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        deduction = idempotency.reverse_once(session, deduction_key, key)
+        deduction = idempotency.reverse_once(session, deduction_key, key, "deduct")
         if deduction is None:
             # Nothing to undo. This must succeed whatever else is true (even for a user that
             # does not exist): a refusal would roll back the tombstone just placed.

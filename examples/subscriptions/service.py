@@ -113,7 +113,7 @@ def release_renewal(session: Session, reserve_key: str, key: str) -> StoredRespo
     whatever key asks); if it never arrived, a tombstone makes sure it never will."""
 
     def apply() -> tuple[int, dict[str, Any]]:
-        reserved = idempotency.reverse_once(session, reserve_key, key)
+        reserved = idempotency.reverse_once(session, reserve_key, key, "reserve_renewal")
         if reserved is None:
             return 200, {"released": False}  # nothing to undo: never a refusal (a tombstone)
         released = session.scalar(

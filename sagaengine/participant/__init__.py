@@ -14,7 +14,8 @@ the orchestrator what became of a step whose answer was lost.
 Exceptions:
 
     Refusal                  a business refusal: a 4xx with its machine code, never stored
-    └── IdempotencyKeyReused a key sent again with a different request (422)
+    ├── IdempotencyKeyReused a key sent again with a different request (422)
+    └── NotThatAction        a compensation naming an action of another operation (422)
 
 The kit imports nothing of the services that use it: a service hands in its own session and
 credentials check, and raises its domain errors as `Refusal`s.
@@ -27,6 +28,7 @@ from sagaengine.participant.store import (
     IdempotencyKeyReused,
     IdempotencyRecordMixin,
     IdempotencyStore,
+    NotThatAction,
     Outcome,
     StoredResponse,
     fingerprint,
@@ -38,6 +40,7 @@ __all__ = [
     "IdempotencyKeyReused",
     "IdempotencyRecordMixin",
     "IdempotencyStore",
+    "NotThatAction",
     "Outcome",
     "Refusal",
     "StoredResponse",

@@ -1,19 +1,23 @@
 """Alembic operations for the `idempotency_keys` table that `IdempotencyRecordMixin` maps, called
 from a service's own migrations so that no service copies the table's DDL.
 
-The table has had two shapes, and each has its function. A released shape never changes: a
+The table has had three shapes, and each has its function. A released shape never changes: a
 migration that called it must create the same thing forever, so a new shape is a new function
 (and a step from the last one), never an edit.
 
 - v1: `create_idempotency_table_v1()`, without `reversed_by`;
 - v1 -> v2: `add_reversed_by()` (back: `drop_reversed_by()`), the key of the compensation that
   undid the action, so that an action is undone at most once;
-- v2 in one go: `create_idempotency_table_v2()`, for a service that starts at the current shape
-  (`reversed_by` then comes before `created_at`; the store does not mind the order);
-- `drop_idempotency_table()` undoes either creation.
+- v2 in one go: `create_idempotency_table_v2()`, for a service that starts at v2 (`reversed_by`
+  then comes before `created_at`; the store does not mind the order);
+- v2 -> v3: `add_operation()` (back: `drop_operation()`), the operation that claimed the key, so
+  that a compensation undoes only an action of the kind it compensates (NULL on records written
+  before it, which are trusted as before);
+- `drop_idempotency_table()` undoes any creation.
 
     def upgrade() -> None:
         create_idempotency_table_v2()
+        add_operation()
         op.create_table("orders", ...)
 """
 
@@ -25,10 +29,12 @@ from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "TABLE",
+    "add_operation",
     "add_reversed_by",
     "create_idempotency_table_v1",
     "create_idempotency_table_v2",
     "drop_idempotency_table",
+    "drop_operation",
     "drop_reversed_by",
 ]
 
@@ -78,6 +84,16 @@ def create_idempotency_table_v2() -> None:
     op.create_table(
         TABLE, *_answer_columns(), _reversed_by(), _created_at(), sa.PrimaryKeyConstraint("key")
     )
+
+
+def add_operation() -> None:
+    """v2 -> v3: `operation`, the name of the operation that claimed the key."""
+    op.add_column(TABLE, sa.Column("operation", sa.String(length=64), nullable=True))
+
+
+def drop_operation() -> None:
+    """v3 -> v2."""
+    op.drop_column(TABLE, "operation")
 
 
 def drop_idempotency_table() -> None:

@@ -44,6 +44,9 @@ class IdempotencyRecordMixin:
     # The key of the compensation that undid this action: an action is undone at most once.
     reversed_by: Mapped[str | None] = mapped_column(String(MAX_KEY_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The operation that claimed the key (NULL on a tombstone and on records older than the
+    # column): a compensation undoes only an action of the operation it compensates.
+    operation: Mapped[str | None] = mapped_column(String(64))
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,14 @@ class StoredResponse:
 class IdempotencyKeyReused(Refusal):
     status_code = 422
     code = "idempotency_key_reused"
+
+
+class NotThatAction(Refusal):
+    """A compensation named the key of an action of another operation: a caller bug, refused
+    (changing nothing) rather than undoing what it does not compensate."""
+
+    status_code = 422
+    code = "not_that_action"
 
 
 TOMBSTONE_FINGERPRINT = "tombstone"
@@ -84,7 +95,9 @@ class IdempotencyStore:
         # Test and demo builds only: may raise an injected refusal for an operation.
         self.injected_refusal: Callable[[str], None] | None = None
 
-    def _claim(self, session: Session, key: str, print_: str) -> StoredResponse | None:
+    def _claim(
+        self, session: Session, key: str, operation: str, print_: str
+    ) -> StoredResponse | None:
         """Reserve `key` in the open transaction, or return what it recorded before.
 
         The INSERT waits on a concurrent transaction holding the same key, so two requests with
@@ -93,7 +106,7 @@ class IdempotencyStore:
         model = self.model
         claimed = session.execute(
             pg_insert(model)
-            .values(key=key, fingerprint=print_, outcome=Outcome.PENDING)
+            .values(key=key, fingerprint=print_, outcome=Outcome.PENDING, operation=operation)
             .on_conflict_do_nothing(index_elements=[model.key])
             .returning(model.key)
         ).scalar_one_or_none()
@@ -124,7 +137,7 @@ class IdempotencyStore:
         """
         try:
             with session.begin():
-                stored = self._claim(session, key, fingerprint(operation, request))
+                stored = self._claim(session, key, operation, fingerprint(operation, request))
                 if stored is not None:
                     return stored
                 if self.injected_refusal is not None:
@@ -172,17 +185,26 @@ class IdempotencyStore:
         return _answer_of(record)
 
     def reverse_once(
-        self, session: Session, action_key: str, compensation_key: str
+        self, session: Session, action_key: str, compensation_key: str, operation: str
     ) -> StoredResponse | None:
-        """For a compensation: the action's record if the action applied and this is the first
-        compensation to undo it; None if there is nothing (more) to undo.
+        """For a compensation of `operation`: the action's record if the action applied and this
+        is the first compensation to undo it; None if there is nothing (more) to undo.
 
         Settles the action first (a tombstone if it never arrived), then claims its reversal, so
-        that two compensations under different keys cannot undo one action twice.
+        that two compensations under different keys cannot undo one action twice. A key that
+        names an action of another operation is refused (`NotThatAction`), changing nothing.
         """
         action = self.settle_action(session, action_key)
         if action is None or not action.applied:
             return None
+        model = self.model
+        claimed_by = session.execute(
+            select(model.operation).where(model.key == action_key)
+        ).scalar_one()
+        if claimed_by is not None and claimed_by != operation:
+            raise NotThatAction(
+                f"key {action_key!r} names a {claimed_by!r} operation, not a {operation!r}"
+            )
         claimed = session.execute(
             update(self.model)
             .where(self.model.key == action_key, self.model.reversed_by.is_(None))

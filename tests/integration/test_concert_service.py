@@ -190,3 +190,29 @@ def test_a_cancellation_release_gives_it_back_confirmed_once_or_leaves_a_tombsto
         assert early.json()["released"] is False
         assert (late.status_code, late.json()["error"]["code"]) == (409, "action_compensated")
         assert _statuses(client, concert)[0] == "RESERVED"
+
+
+def test_a_release_naming_another_reservations_start_or_another_step_is_refused():
+    """A compensation undoes only the action it compensates, of its own reservation: anything
+    else is a 422 that changes nothing."""
+    with _client(hold_seconds=60) as client:
+        concert = _concert(client)
+        mine = _confirmed(client, concert, concert["seats"][0])
+        theirs = _confirmed(client, concert, concert["seats"][1])
+        my_start, their_start = new_key(), new_key()
+        _cancel(client, mine, "start", my_start)
+        _cancel(client, theirs, "start", their_start)
+
+        wrong = _cancel(client, mine, "release", body={"start_key": their_start})
+        not_a_hold = client.post(
+            "/holds/release",
+            json={"hold_key": my_start},
+            headers={**SERVICE, "Idempotency-Key": new_key()},
+        )
+
+        for answer in (wrong, not_a_hold):
+            assert (answer.status_code, answer.json()["error"]["code"]) == (422, "not_that_action")
+        back = _cancel(client, mine, "release", body={"start_key": my_start})
+        assert (back.json()["released"], back.json()["status"]) == (True, "CONFIRMED")
+        theirs_back = _cancel(client, theirs, "release", body={"start_key": their_start})
+        assert theirs_back.json()["released"] is True

@@ -387,6 +387,26 @@ def test_payment_release_of_a_refused_start_changes_nothing(client: TestClient) 
     assert status_of(client, order["id"]) == "CANCELLED"
 
 
+def test_a_release_naming_another_orders_start_or_another_step_is_refused(
+    client: TestClient,
+) -> None:
+    """A release undoes only the start of its own order: naming another order's start, or a
+    key of another step, is a 422 that changes nothing, never a release of the wrong order."""
+    mine, theirs = create_order(client), create_order(client)
+    my_start, their_start = new_key(), new_key()
+    start(client, mine["id"], my_start)
+    start(client, theirs["id"], their_start)
+    completion = new_key()
+    complete(client, theirs["id"], completion)
+
+    assert_error(release(client, mine["id"], their_start, new_key()), 422, "not_that_action")
+    assert_error(release(client, mine["id"], completion, new_key()), 422, "not_that_action")
+    assert status_of(client, mine["id"]) == "PAYMENT_IN_PROGRESS"
+    assert status_of(client, theirs["id"]) == "PAID"
+    # My own start is still there to undo.
+    assert release(client, mine["id"], my_start, new_key()).json()["released"] is True
+
+
 def test_payment_release_leaves_a_paid_order_paid(client: TestClient) -> None:
     order = create_order(client)
     start_key = new_key()

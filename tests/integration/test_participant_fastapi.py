@@ -21,7 +21,7 @@ from sagaengine.participant.fastapi import (
     settle_router,
     stored_response,
 )
-from sagaengine.participant.migrations import create_idempotency_table_v2
+from sagaengine.participant.migrations import add_operation, create_idempotency_table_v2
 from tests.integration.support import new_key
 
 TOKEN = {"Authorization": "Bearer participant-token"}
@@ -81,6 +81,7 @@ class Participant:
 def participant(scratch_engine: Engine) -> Participant:
     with scratch_engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
         create_idempotency_table_v2()
+        add_operation()
     return Participant(scratch_engine)
 
 

@@ -15,10 +15,12 @@ from sqlalchemy.orm import DeclarativeBase
 from sagaengine.participant import IdempotencyRecordMixin
 from sagaengine.participant.migrations import (
     TABLE,
+    add_operation,
     add_reversed_by,
     create_idempotency_table_v1,
     create_idempotency_table_v2,
     drop_idempotency_table,
+    drop_operation,
     drop_reversed_by,
 )
 
@@ -32,6 +34,7 @@ V1 = [
     ("created_at", "TIMESTAMP WITH TIME ZONE", False, "now()"),
 ]
 REVERSED_BY = ("reversed_by", "VARCHAR(200)", True, None)
+OPERATION = ("operation", "VARCHAR(64)", True, None)
 
 
 class Base(DeclarativeBase):
@@ -74,21 +77,30 @@ def test_the_first_shape_has_no_reversed_by(connection: Connection):
     assert columns(connection) == V1
 
 
-def test_the_first_shape_and_its_step_end_at_the_shape_the_store_maps(connection: Connection):
-    migrate(connection, create_idempotency_table_v1, add_reversed_by)
-    assert columns(connection) == [*V1, REVERSED_BY]
+def test_the_first_shape_and_its_steps_end_at_the_shape_the_store_maps(connection: Connection):
+    migrate(connection, create_idempotency_table_v1, add_reversed_by, add_operation)
+    assert columns(connection) == [*V1, REVERSED_BY, OPERATION]
     assert differences_from_the_store(connection) == []
 
 
-def test_the_current_shape_in_one_go_is_the_shape_the_store_maps(connection: Connection):
-    migrate(connection, create_idempotency_table_v2)
-    assert columns(connection) == [*V1[:-1], REVERSED_BY, V1[-1]]
+def test_the_second_shape_and_its_step_end_at_the_shape_the_store_maps(connection: Connection):
+    migrate(connection, create_idempotency_table_v2, add_operation)
+    assert columns(connection) == [*V1[:-1], REVERSED_BY, V1[-1], OPERATION]
     assert differences_from_the_store(connection) == []
     assert inspect(connection).get_pk_constraint(TABLE)["constrained_columns"] == ["key"]
 
 
+def test_the_second_shape_alone_lacks_the_operation(connection: Connection):
+    migrate(connection, create_idempotency_table_v2)
+    assert columns(connection) == [*V1[:-1], REVERSED_BY, V1[-1]]
+    assert differences_from_the_store(connection) != []
+
+
 def test_the_downgrades_undo_each_step(connection: Connection):
-    migrate(connection, create_idempotency_table_v1, add_reversed_by, drop_reversed_by)
+    migrate(connection, create_idempotency_table_v1, add_reversed_by, add_operation)
+    migrate(connection, drop_operation)
+    assert columns(connection) == [*V1, REVERSED_BY]
+    migrate(connection, drop_reversed_by)
     assert columns(connection) == V1
     migrate(connection, drop_idempotency_table)
     assert not inspect(connection).has_table(TABLE)

@@ -396,6 +396,23 @@ def test_a_refund_or_a_cancellation_that_names_its_own_key_names_no_approval(
     assert cancel(client, other, other).status_code == 200
 
 
+def test_a_refund_or_a_cancellation_naming_a_key_that_approved_nothing_is_refused(
+    client: TestClient,
+) -> None:
+    """A key that applied another operation (here a cancellation) is no approval: a 422 that
+    changes nothing, never a 5xx (found by the fuzz test) nor an undo of what it names."""
+    body, approval_key = a_payment(), new_key()
+    approve(client, body, approval_key)
+    cancellation_key = new_key()
+    assert cancel(client, approval_key, cancellation_key).json()["cancelled"] is True
+
+    assert_error(cancel(client, cancellation_key, new_key()), 422, "not_that_action")
+    assert_error(refund(client, cancellation_key, new_key()), 422, "not_that_action")
+    # The cancellation it named is still the one that undid the approval, and stands.
+    assert cancel(client, approval_key, cancellation_key).json()["cancelled"] is True
+    assert [p["status"] for p in payments_of(client, body["order_id"])] == ["CANCELLED"]
+
+
 def cancel_then_refund(client: TestClient, approval_key: str) -> httpx.Response:
     cancel(client, approval_key, new_key())  # a compensation that finds it cancelled already
     return refund(client, approval_key, new_key())

@@ -530,6 +530,29 @@ def test_refuses_charge_back_to_another_user_than_the_deduction(client: TestClie
     assert balance_of(client, other["id"]) == 1_000
 
 
+def test_refuses_a_charge_back_naming_a_charge_back_instead_of_a_deduction(
+    client: TestClient, db
+) -> None:
+    """A charge-back's record has the user and amount of its deduction: undoing it would make
+    money. A key naming anything but a deduction is a 422 that changes nothing."""
+    user = create_user(client, 1_000)
+    deduction_key, charge_back_key = new_key(), new_key()
+    deduct(client, user["id"], 300, deduction_key)
+    deduct(client, user["id"], 300, new_key())  # room that a second give-back could take
+    charge_back(client, user["id"], 300, deduction_key, charge_back_key)
+
+    response = charge_back(client, user["id"], 300, charge_back_key, new_key())
+
+    assert_error(response, 422, "not_that_action")
+    assert balance_of(client, user["id"]) == 700
+    assert [e.reason for e in ledger_of(db, user["id"])] == [
+        LedgerReason.OPENING,
+        LedgerReason.DEDUCTION,
+        LedgerReason.DEDUCTION,
+        LedgerReason.CHARGE,
+    ]
+
+
 @pytest.mark.parametrize(
     "body",
     [
