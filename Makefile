@@ -7,7 +7,7 @@ SERVICES := order_service user_service payment_service concert_service data_plat
 .DEFAULT_GOAL := help
 
 help: ## Show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,8 +26,15 @@ run-all: install ## Start every service in the foreground (Ctrl-C stops them all
 migrate: install ## Create and migrate the database of every process
 	@for s in $(SERVICES); do $(BIN)/python -m $$s migrate || exit 1; done
 
-test: install browser promtool ## Run the whole test suite (on the local PostgreSQL, or an embedded one)
+test: install browser promtool pgbouncer ## Run the whole test suite (on the local PostgreSQL, or an embedded one)
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-pgbouncer
+
+# The payment saga's tests again, every process reaching its database through PgBouncer in
+# transaction mode (tests/e2e/conftest.py), on databases of their own.
+PGBOUNCER_TESTS := tests/e2e/test_pgbouncer.py tests/e2e/test_payment_saga.py tests/e2e/test_refunds.py
+test-pgbouncer: install pgbouncer ## Run the payment saga tests through PgBouncer (transaction mode)
+	TEST_THROUGH_PGBOUNCER=1 TEST_DB_PREFIX=$${TEST_DB_PREFIX:-saga_test}_pgb $(BIN)/pytest $(PGBOUNCER_TESTS)
 
 # The admin page test drives Debian's Chromium (Playwright cannot download a browser here).
 browser: ## Install Debian's chromium for the admin page test, if it is missing
@@ -51,6 +58,17 @@ promtool: ## Install Debian's prometheus (promtool) for the alert rules' tests, 
 	    exit 1; \
 	  fi; }
 
+# The payment saga's tests run through it (make test-pgbouncer).
+pgbouncer: ## Install Debian's pgbouncer for the tests through a pooler, if it is missing
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make: installing Debian's pgbouncer (the payment saga's tests run through it)"; \
+	    apt-get update -q >/dev/null && apt-get install -y -q pgbouncer >/dev/null; \
+	  else \
+	    echo "make: the tests through a pooler need pgbouncer: run 'sudo apt-get install -y pgbouncer'" >&2; \
+	    exit 1; \
+	  fi; }
+
 chaos: install ## Chaos run: 300 sagas under faults and SIGKILLs, then check every invariant
 	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
 
@@ -67,4 +85,4 @@ lint: install ## Check style (ruff) and types (mypy --strict: engine, orchestrat
 clean: ## Remove the virtualenv, caches and the embedded database's data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache *.egg-info
 
-.PHONY: help install browser promtool run-all migrate test chaos bench purge lint clean
+.PHONY: help install browser promtool pgbouncer test-pgbouncer run-all migrate test chaos bench purge lint clean

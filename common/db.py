@@ -86,15 +86,23 @@ def run_alembic_env(target_metadata: MetaData) -> None:
     """The body of every `migrations/<history>/env.py` (online mode only)."""
     from alembic import context
 
-    engine = create_engine(context.config.attributes["url"], poolclass=NullPool)
+    engine = create_engine(
+        context.config.attributes["url"], poolclass=NullPool, connect_args=UNPREPARED
+    )
     with engine.connect() as connection:
-        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        connection.commit()
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():
+            # Processes starting together migrate one at a time. A lock of the transaction,
+            # not of the session: behind PgBouncer in transaction mode, a session's lock
+            # would stay on a server connection that the next client is handed.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             context.run_migrations()
     engine.dispose()
 
+
+# psycopg never prepares a statement on the server: for one-shot work (a migration, a purge),
+# and behind a pooler that cannot keep prepared statements.
+UNPREPARED: dict[str, Any] = {"prepare_threshold": None}
 
 # A pooled connection idle for longer than this is checked before use (see ping_when_idle).
 PING_AFTER_IDLE_SECONDS = 2.0
@@ -134,12 +142,20 @@ def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS
 CONNECT_TIMEOUT_SECONDS = 5
 
 
-def create_service_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
+def connect_args(*, prepared: bool = True) -> dict[str, Any]:
+    """psycopg's connection options for a SQLAlchemy engine: a connect timeout, and no
+    server-side prepared statements unless `prepared` (see `open_pool`)."""
+    return {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **({} if prepared else UNPREPARED)}
+
+
+def create_service_engine(
+    url: URL, pool_size: int, max_overflow: int, *, prepared: bool = True
+) -> Engine:
     engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        connect_args=connect_args(prepared=prepared),
     )
     ping_when_idle(engine)
     return engine

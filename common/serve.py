@@ -2,9 +2,11 @@
 database, then serve; or run an extra command (it parses its own options, and never migrates)."""
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import TypeVar
 
 import uvicorn
@@ -73,11 +75,34 @@ def main(
         )
     if settings.fault_injection:
         log.warning("%s: fault injection is ENABLED (POST /_faults)", package)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
         log_config=None,  # keep our JSON logging (common.logs)
         access_log=False,  # common.logs writes one line per request, with its request id
+        timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds), 1),
     )
+    Server(config, app).run()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which tells the app the moment it is asked to stop (SIGTERM, Ctrl-C),
+    through `app.state.begin_stop` if the app set one: uvicorn itself only tells the app once
+    every open request has ended, and an app must stop taking work before that (the
+    orchestrator's recovery and starts)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI):
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            begin_stop = getattr(self.app.state, "begin_stop", None)
+            if begin_stop is not None:
+                # A signal handler interrupts the event loop's thread anywhere: the loop runs
+                # the callback at its next turn.
+                asyncio.get_running_loop().call_soon_threadsafe(begin_stop)
+        super().handle_exit(sig, frame)

@@ -30,6 +30,13 @@ class ServiceSettings(BaseSettings):
     # Connections per process: PostgreSQL allows 100 by default, shared by every process.
     db_pool_size: int = 5
     db_max_overflow: int = 5
+    # Let PostgreSQL prepare repeated statements (psycopg does after a few uses). Turn it off
+    # (DB_PREPARED_STATEMENTS=false) behind a pooler that cannot keep them: PgBouncer in
+    # transaction mode before 1.21 hands each transaction a server connection of its own.
+    db_prepared_statements: bool = Field(True, validation_alias="DB_PREPARED_STATEMENTS")
+    # On SIGTERM, how long the process lets what it is doing end (open requests; the
+    # orchestrator's calls in flight) before it stops anyway: below Kubernetes' 30 s.
+    shutdown_grace_seconds: float = Field(20.0, gt=0)
     port: int | None = None  # set by `python -m <package> --port N`
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 

@@ -106,7 +106,10 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_service_engine(
-            settings.sqlalchemy_url, settings.db_pool_size, settings.db_max_overflow
+            settings.sqlalchemy_url,
+            settings.db_pool_size,
+            settings.db_max_overflow,
+            prepared=settings.db_prepared_statements,
         )
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from common import logs, tracing
 from common import metrics as http_metrics
 from common.db import (
-    CONNECT_TIMEOUT_SECONDS,
+    connect_args,
     head_revision,
     not_ready_async,
     open_pool,
@@ -51,7 +51,7 @@ def _engine(settings: Settings) -> AsyncEngine:
         settings.sqlalchemy_url,
         pool_size=1,
         max_overflow=2,
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        connect_args=connect_args(prepared=settings.db_prepared_statements),
     )
     ping_when_idle(engine.sync_engine)
     return engine
@@ -130,6 +130,9 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
             metrics=metrics,
         )
         app.state.engine, app.state.runner, app.state.relay = engine, runner, relay
+        # Called the moment SIGTERM arrives (common/serve.py), before uvicorn waits for the
+        # open requests: no new start or recovery from then on.
+        app.state.begin_stop = lambda: runner.begin_drain(settings.shutdown_grace_seconds)
         app.state.admin = AdminQueries(sessionmaker)
         app.state.audit = AuditTrail(sessionmaker)
         app.state.sagas = sagas
@@ -146,7 +149,9 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
         finally:
             await _cancel(recovery)
             await _cancel(relaying)
-            await runner.stop()
+            # The calls in flight end and are recorded (within the grace), then the leases
+            # go: another replica resumes these sagas at its next recovery pass.
+            await runner.drain(settings.shutdown_grace_seconds)
             try:
                 await store.release_leases(owner)
             except Exception as error:  # the database is away: the leases expire by themselves
@@ -171,6 +176,9 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
     install_error_handlers(app)
 
     async def readiness(app: FastAPI) -> str | None:
+        runner: SagaRunner | None = getattr(app.state, "runner", None)
+        if runner is not None and runner.stopping:
+            return "this replica is stopping: its sagas are handed over"
         return await not_ready_async(app.state.engine, head)
 
     async def observe(app: FastAPI) -> None:

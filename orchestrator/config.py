@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterable
 from functools import lru_cache
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
@@ -47,7 +47,9 @@ class Settings(ServiceSettings):
     # unfinished sagas back at once instead of waiting for their leases to expire.
     instance_id: str | None = None
     lease_seconds: float = Field(30.0, gt=0)
-    recovery_interval: float = Field(2.0, gt=0)
+    # Also how soon another replica resumes the sagas of one that stopped cleanly (its leases
+    # released): one cheap claim query per second per replica.
+    recovery_interval: float = Field(1.0, gt=0)
     recovery_batch: int = Field(100, ge=1)
     # At most this many sagas run at once in this process; more starts are recorded and wait
     # their turn, and recovery takes over no more than there is room for.
@@ -60,9 +62,13 @@ class Settings(ServiceSettings):
     # http://127.0.0.1:16686/trace/{trace_id} or Grafana's explore URL. Unset: the id alone.
     trace_url: str | None = None
 
-    # Let PostgreSQL prepare the hot path's statements (psycopg does after a few uses). Turn
-    # off behind a pooler that cannot keep them: PgBouncer in transaction mode before 1.21.
-    db_prepared_statements: bool = True
+    # As for every process (DB_PREPARED_STATEMENTS); the orchestrator's own name still works.
+    db_prepared_statements: bool = Field(
+        True,
+        validation_alias=AliasChoices(
+            "ORCHESTRATOR_DB_PREPARED_STATEMENTS", "DB_PREPARED_STATEMENTS"
+        ),
+    )
 
     @model_validator(mode="after")
     def _calls_fit_in_a_lease(self) -> "Settings":

@@ -252,6 +252,18 @@ class InMemorySagaStore:
         attempt.status = AttemptStatus(status)
         attempt.response, attempt.error, attempt.finished_at = response, error, self.clock()
 
+    async def withdraw_attempt(self, saga_id: uuid.UUID, token: str, attempt_id: int) -> None:
+        saga = self._sagas.get(saga_id)
+        if saga is None or saga.state.lease_owner != token:
+            return
+        self.attempts = [
+            a
+            for a in self.attempts
+            if not (
+                a.id == attempt_id and a.saga_id == saga_id and a.status is AttemptStatus.STARTED
+            )
+        ]
+
     async def move(
         self,
         state: SagaState,

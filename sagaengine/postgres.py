@@ -138,6 +138,12 @@ FINISH_ATTEMPT = """
     RETURNING id
 """
 
+WITHDRAW_ATTEMPT = f"""
+    DELETE FROM saga_steps
+    WHERE id = %(attempt_id)s AND saga_id = %(saga_id)s AND status = '{AttemptStatus.STARTED}'
+      AND EXISTS (SELECT 1 FROM sagas WHERE id = %(saga_id)s AND lease_owner = %(token)s)
+"""
+
 # A saga's move, in one statement: the fenced update of its position and, only if that matched,
 # the end of the call that led here, the outcome's event (data-modifying CTEs of the move, so
 # the event exists if and only if the outcome committed), and the write-ahead of the call the
@@ -440,6 +446,11 @@ class PostgresSagaStore:
         }
         if await self.sql.one(FINISH_ATTEMPT, params) is None:
             raise LeaseLost(f"saga {saga_id} is no longer leased to {token}")
+
+    async def withdraw_attempt(self, saga_id: uuid.UUID, token: str, attempt_id: int) -> None:
+        params = {"saga_id": saga_id, "token": token, "attempt_id": attempt_id}
+        async with self.sql.pool.connection() as conn:
+            await self.sql.execute(conn, WITHDRAW_ATTEMPT, params)
 
     async def move(
         self,

@@ -215,7 +215,9 @@ def purge(
     archive_path: Path | None = None,
 ) -> PurgeReport:
     """Purge in batches until none is left; each batch is one transaction."""
-    engine = create_engine(url, poolclass=NullPool)
+    # Never prepared: one statement per batch gains nothing by it, and a purge may run through
+    # PgBouncer in transaction mode, which cannot keep prepared statements (before 1.21).
+    engine = create_engine(url, poolclass=NullPool, connect_args={"prepare_threshold": None})
     archive = Archive(archive_path) if archive_path and not dry_run else None
     try:
         with engine.connect() as conn:

@@ -107,6 +107,12 @@ class StartUnreachable(Exception):
         self.error = error
 
 
+class HandingOver(Exception):
+    """This replica is stopping: a run ends at a point it has persisted (its call ended, its
+    outcome recorded) instead of starting another call, and its lease, released at exit, lets
+    another replica resume the saga from there at once."""
+
+
 class _Slots:
     """At most `size` saga runs at once. A run waiting for a slot that goes `first` (a recovered
     saga, an operator's retry: one holding a semantic lock, perhaps money) is handed the next
@@ -228,6 +234,10 @@ class SagaRunner:
         self._first_waiting = 0  # recovered or retried runs spawned, not yet holding a slot
         self._room = asyncio.Event()  # set when a run ends
         self._tasks: set[asyncio.Task[None]] = set()
+        self._holding: set[asyncio.Task[None]] = set()  # the runs that hold a slot
+        # Set when this replica begins to stop (drain()): no new start, recovery or call.
+        self._stopping = asyncio.Event()
+        self._drain_until = 0.0  # when the runs still going are cut short
         self._changed: dict[uuid.UUID, _Change] = {}
         # The state of every saga this process is running, as last persisted: a client waiting
         # for one of them reads it here rather than from the database.
@@ -268,6 +278,45 @@ class SagaRunner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def begin_drain(self, grace: float) -> None:
+        """Stop taking work, at once (on SIGTERM): starts are refused (`ReplicaStopping`),
+        recovery claims nothing more, a run waiting for a slot ends (it has made no call), a
+        client waiting for a saga is answered as the saga stands, and each running saga ends its
+        run once the call it is making has ended and been recorded (`HandingOver`)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._drain_until = time.monotonic() + grace
+        waiting = self._tasks - self._holding
+        log.info(
+            "stopping: %d saga run(s) finish their calls, %d waiting hand over",
+            len(self._holding),
+            len(waiting),
+        )
+        for task in waiting:
+            task.cancel()
+        for saga_id in list(self._changed):
+            self._notify(saga_id)
+
+    async def drain(self, grace: float) -> None:
+        """`begin_drain()`, then wait for the runs to end by themselves until `grace` seconds
+        after the drain began; cancel those still running then (their call's outcome is settled
+        by key by whoever resumes them). The caller releases this replica's leases afterwards."""
+        self.begin_drain(grace)
+        if not self._tasks:
+            return
+        timeout = max(self._drain_until - time.monotonic(), 0.0)
+        _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+        if late:
+            log.warning(
+                "stopping: %d saga run(s) still busy after %.1f s, cut short", len(late), grace
+            )
+            await self.stop()
+
     def _notify(self, saga_id: uuid.UUID, state: SagaState | None = None) -> None:
         event = self._changed.pop(saga_id, None)
         if event is not None:
@@ -285,7 +334,7 @@ class SagaRunner:
                 saga_id
             )
             remaining = deadline - time.monotonic()
-            if state is None or state.is_final or remaining <= 0:
+            if state is None or state.is_final or remaining <= 0 or self.stopping:
                 if not changed.is_set() and self._changed.get(saga_id) is changed:
                     del self._changed[saga_id]  # nobody will set it: another replica runs it
                 return state
@@ -308,13 +357,17 @@ class SagaRunner:
         first: bool = False,
     ) -> None:
         waiting = first
+        task = asyncio.current_task()
+        assert task is not None
         try:
             async with self._slots.slot(first=first):
                 if waiting:
                     self._first_waiting -= 1
                     waiting = False
+                self._holding.add(task)
                 await self._run(saga_id, token, state, resumed=first)
         finally:
+            self._holding.discard(task)
             if waiting:  # cancelled before it got a slot
                 self._first_waiting -= 1
 
@@ -331,6 +384,8 @@ class SagaRunner:
                 logs.request_id.set(state.request_id)
             with tracing.run_span(str(saga_id), state.type, state.trace_parent, resumed=resumed):
                 while state.status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+                    if self.stopping:
+                        raise HandingOver
                     # The version the saga started on, whatever is current now.
                     definition = self.definitions[(state.type, state.version)]
                     if state.status is SagaStatus.RUNNING:
@@ -343,6 +398,10 @@ class SagaRunner:
                         self.on_outcome()
         except LeaseLost:
             log.info("saga %s: lease lost, another run has it", saga_id)
+        except HandingOver:
+            await self._withdraw_unsent(saga_id, token)
+            where = f"step {state.step} ({state.phase})" if state is not None else "its start"
+            log.info("saga %s: handed over at %s, this replica is stopping", saga_id, where)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -729,6 +788,7 @@ class SagaRunner:
                 max=policy.max_backoff,
                 jitter=policy.initial_backoff,
             ),
+            sleep=self._pause,
             retry=retry_if_exception(
                 lambda e: (
                     # An operator cancelled it: its action goes no further (its compensations
@@ -797,6 +857,25 @@ class SagaRunner:
             )
             return Called(CallOutcome.EXHAUSTED, error=fault)
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _withdraw_unsent(self, saga_id: uuid.UUID, token: str) -> None:
+        """The call the last move wrote ahead, if it never left: withdrawn, so that the replica
+        that resumes the saga makes it afresh rather than as one of unknown outcome."""
+        ahead = self._ahead.pop(saga_id, None)
+        if ahead is None:
+            return
+        try:
+            await self.store.withdraw_attempt(saga_id, token, ahead[0])
+        except Exception as error:  # it stays STARTED: taken as of unknown outcome, still safe
+            log.warning("saga %s: could not withdraw its unsent call: %s", saga_id, error)
+
+    async def _pause(self, seconds: float) -> None:
+        """The wait before a retry. A replica that is stopping makes no more attempts: the run
+        hands over, the failed attempt recorded, and whoever resumes it retries under its key."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        if self.stopping:
+            raise HandingOver
 
     def _written_ahead(self, saga_id: uuid.UUID, key: str, call: RemoteCall) -> int | None:
         """The attempt the last move wrote ahead for this very call, if it did (once)."""
@@ -890,6 +969,8 @@ class SagaRunner:
     # -- recovery ------------------------------------------------------------------------------
 
     async def recover(self, limit: int, *, own_orphans: bool = False) -> int:
+        if self.stopping:
+            return 0
         claimed = await self.store.claim_expired(self.owner, limit, own_orphans=own_orphans)
         for saga_id, token in claimed:
             log.info("saga %s: recovered, resuming", saga_id)
@@ -902,7 +983,7 @@ class SagaRunner:
         take back what a previous run of this same instance left behind, until none is left."""
         own_orphans = True
         failures = 0  # passes in a row that could not reach the database
-        while True:
+        while not self.stopping:
             full = False
             try:
                 while True:

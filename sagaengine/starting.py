@@ -40,6 +40,14 @@ class DependencyUnavailable(Refusal):
     code = "dependency_unavailable"
 
 
+class ReplicaStopping(Refusal):
+    """This replica is shutting down (SIGTERM): the start is for another replica, or for this
+    one once restarted. Nothing was recorded."""
+
+    status_code = 503
+    code = "replica_stopping"
+
+
 # How often a start that found another request's saga still `starting` looks again: that
 # request is making the saga's first call, and decides within a step timeout.
 DECISION_POLL_SECONDS = 0.05
@@ -112,6 +120,8 @@ async def start_prepared(
 ) -> SagaState:
     """Record a new saga durably and start it, unless the client key or the business object
     already has one: then that saga is the answer, never a second one."""
+    if runner.stopping:
+        raise ReplicaStopping("this orchestrator is shutting down: start the saga again")
     rules = definition.start
     payload = definition.payload_of(data)
     identity = rules.identity(data) if rules.identity is not None else payload

@@ -233,6 +233,12 @@ class SagaStore(Protocol):
         """Record the end of an attempt (a failed one, before its retry), and renew the lease."""
         ...
 
+    async def withdraw_attempt(self, saga_id: uuid.UUID, token: str, attempt_id: int) -> None:
+        """Remove an attempt written ahead whose call was never sent (its run is handing the
+        saga over): the next run makes that call afresh, not as one of unknown outcome. Does
+        nothing to an attempt no longer STARTED, or a saga leased to another run."""
+        ...
+
     async def move(
         self,
         state: SagaState,

@@ -388,6 +388,33 @@ async def test_a_move_records_the_answer_and_writes_the_next_call_ahead(harness:
     await store.finish_attempt(state.id, token, ahead, AttemptStatus.SUCCEEDED)  # that one
 
 
+async def test_a_call_written_ahead_and_never_sent_is_withdrawn_only_by_its_run(
+    harness: Harness,
+):
+    store = harness.store
+    state, token = await _started(store, first=RESERVE)
+    assert state.first_attempt is not None
+    moved = await store.move(
+        state,
+        token,
+        CONFIRMING,
+        result=("reserve", {"reserved": True}),
+        finished_attempt=(state.first_attempt, AttemptStatus.SUCCEEDED, {"reserved": True}),
+        ahead=NextAttempt(1, "confirm", ACTION, _key(state.id, 1, ACTION), CONFIRM),
+    )
+    assert moved.ahead is not None
+
+    await store.withdraw_attempt(state.id, "another-run", moved.ahead)  # fenced: nothing
+    await store.withdraw_attempt(state.id, token, state.first_attempt)  # not STARTED: nothing
+    assert len(await harness.attempts(state.id)) == 2
+    await store.withdraw_attempt(state.id, token, moved.ahead)
+
+    [reserved] = await harness.attempts(state.id)
+    assert reserved.status is AttemptStatus.SUCCEEDED
+    after = await store.get(state.id)
+    assert after is not None and after.position == CONFIRMING  # the saga itself is unmoved
+
+
 async def test_a_move_keeps_the_first_error_until_another_replaces_it(harness: Harness):
     store = harness.store
     state = await _at(store, CONFIRMING)

@@ -539,3 +539,131 @@ async def test_a_saga_of_a_definition_this_process_does_not_run_is_not_cancelled
     assert await stranger.cancel(state, "which pivot?") is None  # a refusal, never a crash
     after = await store.get(state.id)
     assert after is not None and after.cancel_reason is None
+
+
+# -- a replica that stops (SIGTERM) hands its sagas over --------------------------------------
+
+
+async def _handed_over_to_another(
+    store: InMemorySagaStore, participants: Participants, stopped: SagaRunner
+) -> SagaState:
+    """What the next replica makes of the stopped one's saga, once its leases are released:
+    claimable at once, no lease to wait out."""
+    await store.release_leases(stopped.owner)
+    second = _runner(store, participants, "replica-b")
+    [(saga_id, token)] = await store.claim_expired(second.owner, 10)
+    await second.run(saga_id, token)
+    saga = await store.get(saga_id)
+    assert saga is not None
+    return saga
+
+
+async def test_a_stopping_replica_lets_the_call_in_flight_end_then_hands_the_saga_over(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+    reached, released = participants.hold("/charge")
+    runner = _runner(store, participants)
+    state, token = await _started(store, runner)
+    runner.spawn(state.id, token)
+    await reached.wait()
+
+    draining = asyncio.create_task(runner.drain(grace=5.0))
+    await asyncio.sleep(0.01)
+    assert not draining.done()  # it waits for the charge's answer
+    released.set()
+    await draining
+
+    stopped = await store.get(state.id)
+    assert stopped is not None and stopped.status is SagaStatus.RUNNING
+    assert (stopped.step, stopped.results.keys()) == (2, {"reserve", "charge"})  # recorded
+    assert participants.calls == ["/reserve", "/charge"]  # and no call started after it
+    assert _attempts(store, state, "confirm") == []  # its write-ahead withdrawn: never sent
+
+    saga = await _handed_over_to_another(store, participants, runner)
+    assert saga.status is SagaStatus.COMPLETED
+    assert participants.calls == participants.applied == ACTIONS
+
+
+async def test_a_stopping_replica_makes_no_more_retries_and_the_next_one_goes_on_by_key(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+    participants.answer("/charge", TIMEOUT, {})  # the first try times out, the next answers
+    slow = replace(POLICY, initial_backoff=30.0, max_backoff=30.0, max_seconds=60)
+    runner = _runner(store, participants)
+    runner.action_policy = slow
+    state, token = await _started(store, runner)
+    runner.spawn(state.id, token)
+    while _attempts(store, state, "charge") != [AttemptStatus.FAILED]:
+        await asyncio.sleep(0)
+
+    # Waiting out a 30 s backoff: the drain ends it at once, with no second try.
+    await asyncio.wait_for(runner.drain(grace=5.0), timeout=2.0)
+    assert participants.calls == ["/reserve", "/charge"]
+    assert _attempts(store, state, "charge") == [AttemptStatus.FAILED]
+
+    saga = await _handed_over_to_another(store, participants, runner)
+    assert saga.status is SagaStatus.COMPLETED
+    assert participants.calls == ["/reserve", "/charge", "/charge", "/confirm"]
+    assert participants.applied == ACTIONS
+
+
+async def test_a_stopping_replica_cuts_a_call_that_outlasts_the_grace(store: InMemorySagaStore):
+    participants = Participants()
+    reached, _ = participants.hold("/charge")  # never answers
+    runner = _runner(store, participants)
+    state, token = await _started(store, runner)
+    runner.spawn(state.id, token)
+    await reached.wait()
+    [run] = [t for t in asyncio.all_tasks() if t.get_name() == f"saga-{state.id}"]
+
+    await asyncio.wait_for(runner.drain(grace=0.05), timeout=2.0)
+
+    assert run.cancelled()
+    assert _attempts(store, state, "charge") == [AttemptStatus.STARTED]  # outcome unknown
+
+
+async def test_a_stopping_replica_starts_no_waiting_run_and_recovers_nothing(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+    reached, released = participants.hold("/reserve")
+    runner = _runner(store, participants)
+    runner.max_running = 1
+    runner._slots.size = 1
+    first, first_token = await _started(store, runner)
+    second, second_token = await _started(store, runner)
+    runner.spawn(first.id, first_token)
+    runner.spawn(second.id, second_token)
+    await reached.wait()  # the first runs; the second waits for its slot
+
+    runner.begin_drain(grace=5.0)
+    released.set()
+    await runner.drain(grace=5.0)
+
+    assert participants.calls == ["/reserve"]  # the second never made a call
+    assert await runner.recover(10) == 0
+    for saga_id in (first.id, second.id):
+        saga = await store.get(saga_id)
+        assert saga is not None and saga.status is SagaStatus.RUNNING
+
+
+async def test_a_client_waiting_on_a_stopping_replica_is_answered_at_once(
+    store: InMemorySagaStore,
+):
+    participants = Participants()
+    reached, released = participants.hold("/charge")
+    runner = _runner(store, participants)
+    state, token = await _started(store, runner)
+    runner.spawn(state.id, token)
+    await reached.wait()
+    waiting = asyncio.create_task(runner.wait_until_final(state.id, timeout=60))
+    await asyncio.sleep(0)
+
+    runner.begin_drain(grace=5.0)
+    answered = await asyncio.wait_for(waiting, timeout=2.0)
+
+    assert answered is not None and answered.status is SagaStatus.RUNNING  # as it stands
+    released.set()
+    await runner.drain(grace=5.0)
