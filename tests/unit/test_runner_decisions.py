@@ -31,6 +31,7 @@ from sagaengine.definition import (
 from sagaengine.http import BusinessRefusal, StepError, TransientFault
 from sagaengine.memory import InMemorySagaStore
 from sagaengine.runner import SagaRunner
+from sagaengine.starting import ReplicaStopping, start_saga
 from sagaengine.store import AttemptStatus, Owner, SagaState
 from tests.fakes import ManualClock
 
@@ -667,3 +668,16 @@ async def test_a_client_waiting_on_a_stopping_replica_is_answered_at_once(
     assert answered is not None and answered.status is SagaStatus.RUNNING  # as it stands
     released.set()
     await runner.drain(grace=5.0)
+
+
+async def test_a_stopping_replica_refuses_a_start_with_a_503_and_records_nothing(
+    store: InMemorySagaStore,
+):
+    runner = _runner(store, Participants())
+    runner.begin_drain(grace=5.0)
+
+    with pytest.raises(ReplicaStopping) as refused:
+        await start_saga(runner, TRIP, {"trip": 1}, "a-client-key")
+
+    assert (refused.value.status_code, refused.value.code) == (503, "replica_stopping")
+    assert await store.live_counts() == []

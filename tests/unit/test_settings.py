@@ -54,3 +54,15 @@ def test_the_orchestrator_refuses_a_relay_pass_that_outlasts_its_claim(monkeypat
         OrchestratorSettings()
     monkeypatch.setenv("ORCHESTRATOR_RELAY_CLAIM_SECONDS", "30")
     assert OrchestratorSettings().relay_claim_seconds == 30
+
+
+def test_one_variable_turns_prepared_statements_off_in_every_process(monkeypatch):
+    """Behind PgBouncer in transaction mode every process must stop preparing statements: one
+    unprefixed variable does it; the orchestrator's older name still works."""
+    monkeypatch.setenv("DB_PREPARED_STATEMENTS", "false")
+    assert OrderSettings().db_prepared_statements is False
+    assert OrchestratorSettings().db_prepared_statements is False
+    monkeypatch.delenv("DB_PREPARED_STATEMENTS")
+    assert OrderSettings().db_prepared_statements is True
+    monkeypatch.setenv("ORCHESTRATOR_DB_PREPARED_STATEMENTS", "false")
+    assert OrchestratorSettings().db_prepared_statements is False
