@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = start_stack(Path(tempfile.mkdtemp(prefix="db-load-")), env, orchestrator_defaults=True)
     try:
 
-        async def pay_all() -> int:
+        async def pay_all() -> tuple[int, float, dict, int]:
             async with httpx.AsyncClient(timeout=90) as http:
-                orders = await _seed(http, stack, args.sagas)
+                orders = await _seed(http, stack, args.sagas)  # not counted: the client's
                 pay = _payer(http, stack.url("orchestrator"))
                 limit = asyncio.Semaphore(args.concurrency)
 
@@ -77,13 +77,12 @@ def main(argv: list[str] | None = None) -> int:
                     async with limit:
                         return await pay(order_id)
 
+                counted = _counters(env)
+                began = time.monotonic()
                 failures = await asyncio.gather(*(one(o) for o in orders))
-            return sum(f is not None for f in failures)
+            return sum(f is not None for f in failures), time.monotonic() - began, *counted
 
-        before, wal_before = _counters(env)
-        began = time.monotonic()
-        failed = asyncio.run(pay_all())
-        seconds = time.monotonic() - began
+        failed, seconds, before, wal_before = asyncio.run(pay_all())
         deadline = time.monotonic() + 60
         while _undelivered(env) and time.monotonic() < deadline:
             time.sleep(0.2)  # the relay delivers after commit; its writes count too
