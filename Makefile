@@ -72,7 +72,7 @@ pgbouncer: ## Install Debian's pgbouncer for the tests through a pooler, if it i
 chaos: install ## Chaos run: 300 sagas under faults and SIGKILLs, then check every invariant
 	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
 
-bench: install ## Benchmarks against the floor, DBOS and Temporal, as ratios (writes docs/benchmarks.md)
+bench: install ## Benchmarks as ratios: against the floor, DBOS and Temporal; 2 and 3 orchestrator replicas against 1 (writes docs/benchmarks.md)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 

@@ -22,6 +22,8 @@ their range, and a ratio is the ratio of the medians. Every process runs at LOG_
 6. Tracing: the orchestrator of the commit before the tracing code, this one with no OTLP
    endpoint, and this one exporting every trace to a collector on loopback, side by side on the
    same services: CPU per saga of each as a ratio to the first.
+7. Replicas: 1, 2 and 3 orchestrators sharing one database, the starts spread over them in
+   turn: throughput as a ratio to one replica's, and the CPU per saga of them all.
 
     python -m tools.bench [--levels 1,8,32,128] [--per-level 120] [--peers dbos,temporal] ...
 
@@ -31,6 +33,7 @@ database among them, so that two benchmarks on one server keep apart.
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import shutil
@@ -829,6 +832,142 @@ def tracing_table(runs: TracingRuns) -> str:
     return "\n".join(rows)
 
 
+# -- 7. replicas ----------------------------------------------------------------------------
+
+# The most replicas alive at once beside the stack's orchestrator: each holds its pools' share of
+# PostgreSQL's connections, and a set is all of them at once.
+MAX_REPLICAS = 3
+REPLICA = "replica-"  # the name, in a Sample's CPU, of each replica of the set measured
+
+
+def _round_robin(http: httpx.AsyncClient, urls: list[str]) -> Pay:
+    """Each start to the next replica in turn: a client behind a Kubernetes Service is spread
+    over its pods about so evenly; exactly even here, so that a set measures the replicas, not
+    an unlucky spread. The saga runs in the replica that took its start, which answers the
+    waiting client."""
+    payers = [_payer(http, url) for url in urls]
+    turn = itertools.count()
+
+    async def pay(order_id: int) -> str | None:
+        return await payers[next(turn) % len(payers)](order_id)
+
+    return pay
+
+
+async def _replica_run(
+    stack: Stack, urls: list[str], sagas: int, concurrency: int, label: str, pids: dict[str, int]
+) -> Sample:
+    """One set's turn: a warm-up, then `sagas` payments, both spread over the set's replicas.
+    Each replica gets the warm-up one orchestrator alone would (`warm_up_size`), so that none is
+    measured colder, with fewer connections made and statements prepared, than the one of N=1."""
+    async with _client() as http:
+        pay = _round_robin(http, urls)
+        warm_up = await _seed(http, stack, warm_up_size(concurrency) * len(urls))
+        orders = await _seed(http, stack, sagas)
+        await _drive(pay, warm_up, concurrency, f"{label} warm-up", pids)
+        return await _drive(pay, orders, concurrency, label, pids)
+
+
+def replicas_section(
+    stack: Stack,
+    counts: list[int],
+    sagas: int,
+    concurrency: int,
+    rounds: int,
+    env: dict[str, str],
+    log_dir: Path,
+) -> dict[int, Rounds]:
+    """replicas -> Rounds: each set of N orchestrators shares one database of its own (fresh for
+    the section), on the stack's services, in interleaved rounds (1 2 3, then 3 2 1, ...).
+
+    A set is started for its turn and stopped after it, not kept across rounds: keeping every set
+    alive would be 1 + 2 + 3 orchestrators at once, each with its pools, its recovery loop and its
+    relay polling beside the one measured. Starting costs a few seconds, outside the measured
+    window, and the warm-up after it brings each replica to the state a kept one would be in."""
+    if max(counts) > MAX_REPLICAS:
+        raise ValueError(f"at most {MAX_REPLICAS} replicas at once, not {max(counts)}")
+    url = make_url(env["ORCHESTRATOR_DATABASE_URL"])
+    databases = {}
+    for count in counts:
+        database = url.set(database=f"{url.database}_replicas_{count}")
+        drop_database(database.set(drivername="postgresql+psycopg"))
+        # Migrated here, not by N processes racing at their start.
+        migrate(database.set(drivername="postgresql+psycopg"), "orchestrator")
+        databases[count] = database.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+    # The stack's own orchestrator sits idle meanwhile, as in the tracing section: not read.
+    services = {name: pid for name, pid in _pids(stack).items() if name != "orchestrator"}
+    measured = {count: Rounds() for count in counts}
+    for n in range(rounds):
+        for count in counts if n % 2 == 0 else counts[::-1]:
+            replicas = [
+                orchestrator_process(
+                    stack,
+                    log_dir,
+                    f"orchestrator-replicas-{count}-{i}",
+                    {
+                        **BENCH_ENV,
+                        "ORCHESTRATOR_DATABASE_URL": databases[count],
+                        "ORCHESTRATOR_INSTANCE_ID": f"{REPLICA}{count}-{i}",
+                    },
+                    defaults=True,
+                )
+                for i in range(1, count + 1)
+            ]
+            try:
+                for replica in replicas:
+                    replica.start()
+                for replica in replicas:
+                    replica.wait_healthy(60)
+                pids = {f"{REPLICA}{i}": r.popen.pid for i, r in enumerate(replicas, 1)}
+                label = f"{_replicas(count)} {n + 1}/{rounds}"
+                sample = asyncio.run(
+                    _replica_run(
+                        stack,
+                        [r.url for r in replicas],
+                        sagas,
+                        concurrency,
+                        label,
+                        {**services, **pids},
+                    )
+                )
+                measured[count].runs.append(sample)
+            finally:
+                for replica in replicas:
+                    replica.stop()
+    return measured
+
+
+def _replicas(count: int) -> str:
+    return f"{count} replica{'s' if count > 1 else ''}"
+
+
+def _orchestrators_cpu(sample: Sample) -> float:
+    """CPU seconds per saga of the set's replicas together."""
+    return sum(seconds for name, seconds in sample.cpu.items() if name.startswith(REPLICA))
+
+
+def replicas_table(measured: dict[int, Rounds]) -> str:
+    base = min(measured)
+    rows = [
+        f"| replicas | sagas/s | range | vs {_replicas(base)} | p50 ms | p95 ms | failed "
+        "| orchestrators' CPU ms per saga | per orchestrator "
+        "| services' and postgres' CPU ms per saga |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for count, runs in sorted(measured.items()):
+        total = statistics.median(_orchestrators_cpu(s) for s in runs.runs) * 1000
+        others = {n: s for n, s in runs.cpu.items() if not n.startswith(REPLICA)}
+        rows.append(
+            f"| {count} | {runs.throughput:.1f} | {_range(runs)} "
+            f"| {_ratio(runs.throughput, measured[base].throughput)} | {runs.p50 * 1000:.0f} "
+            f"| {runs.percentile(0.95) * 1000:.0f} | {len(runs.failed)} | {total:.1f} "
+            f"| {total / count:.1f} | {_cpu_cell(others)} |"
+        )
+    return "\n".join(rows) + _failures(measured.values())
+
+
 def machine() -> str:
     return (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
@@ -890,7 +1029,7 @@ PEER_TARGET_LEVELS = (8, 32)
 
 
 def targets(
-    results, peers, platform_samples, recovery, scale, tracing=None
+    results, peers, platform_samples, recovery, scale, tracing=None, replicas=None
 ) -> tuple[str, list[str]]:
     rows = ["| target | measured | |", "|---|---|---|"]
     headline = []
@@ -981,6 +1120,22 @@ def targets(
             f"tracing: {off:.2f}x the orchestrator's CPU per saga with no endpoint, {on:.2f}x "
             "exporting every trace"
         )
+    if replicas and len(replicas) > 1:
+        # Measured and reported, with no target: on two cores that every process shares, more
+        # replicas cannot add CPU (see the section), so a bar to pass would say nothing.
+        base = min(replicas)
+        more = sorted(n for n in replicas if n != base)
+        measured = ", ".join(
+            f"{n}: {_ratio(replicas[n].throughput, replicas[base].throughput)}" for n in more
+        )
+        rows.append(
+            f"| orchestrator replicas: throughput with {' and '.join(map(str, more))} vs {base} "
+            f"| {measured} | reported (no target) |"
+        )
+        headline.append(
+            f"throughput with more orchestrator replicas on {os.cpu_count()} shared cores, as a "
+            f"ratio to {_replicas(base)}: {measured}"
+        )
     return "\n".join(rows), headline
 
 
@@ -1019,9 +1174,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tracing", type=int, default=120, help="sagas per variant and round; 0: skip"
     )
+    parser.add_argument(
+        "--replicas",
+        default="1,2,3",
+        help=f"orchestrator replicas per set, at most {MAX_REPLICAS}; '' or 0: skip",
+    )
+    parser.add_argument(
+        "--replica-sagas", type=int, default=150, help="sagas per set of replicas and round"
+    )
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--plot", type=Path, default=Path("docs/img/bench.png"))
     args = parser.parse_args(argv)
+    replica_counts = sorted({int(n) for n in args.replicas.split(",") if n and int(n) > 0})
+    if replica_counts and replica_counts[-1] > MAX_REPLICAS:
+        parser.error(f"--replicas: at most {MAX_REPLICAS} orchestrators at once")
 
     from tools import bench_report
 
@@ -1036,7 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     levels = [int(n) for n in args.levels.split(",")]
     peer_names = [n for n in args.peers.split(",") if n]
-    platform_samples = recovery = scale = tracing = None
+    platform_samples = recovery = scale = tracing = replicas = None
     try:
         results, profile = asyncio.run(
             concurrency_section(stack, levels, args.per_level, args.rounds, log_dir)
@@ -1070,10 +1236,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.tracing:
             tracing = tracing_section(stack, args.tracing, 32, args.rounds, log_dir)
             print(tracing_table(tracing))
+        if replica_counts:
+            replicas = replicas_section(
+                stack, replica_counts, args.replica_sagas, 32, args.rounds, env, log_dir
+            )
+            print(replicas_table(replicas))
     finally:
         stack.stop()
     plotted = plot(results, peers, args.plot)
-    table, headline = targets(results, peers, platform_samples, recovery, scale, tracing)
+    table, headline = targets(results, peers, platform_samples, recovery, scale, tracing, replicas)
     args.output.write_text(
         bench_report.render(
             machine=machine(),
@@ -1095,6 +1266,7 @@ def main(argv: list[str] | None = None) -> int:
             steps=STEPS.read_text() if STEPS.exists() else "",
             tracing=tracing_table(tracing) if tracing else "",
             tracing_exports=tracing.exports if tracing else 0,
+            replicas=replicas_table(replicas) if replicas else "",
         )
     )
     if args.output == Path("docs/benchmarks.md"):  # the report of record: the README quotes it

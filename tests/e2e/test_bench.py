@@ -22,6 +22,7 @@ def test_the_bench_runs_every_section_and_writes_its_report(tmp_path, monkeypatc
     report, picture = tmp_path / "benchmarks.md", tmp_path / "bench.png"
     argv = ["--levels", "1,4", "--per-level", "6", "--peers", "", "--platform-sagas", "3"]
     argv += ["--rounds", "1", "--recovery", "8", "--scale", "300", "--tracing", "4"]
+    argv += ["--replicas", "1,2", "--replica-sagas", "4"]  # two sets are enough to compare
     assert bench.main([*argv, "--output", str(report), "--plot", str(picture)]) == 0
 
     text = report.read_text()
@@ -33,6 +34,7 @@ def test_the_bench_runs_every_section_and_writes_its_report(tmp_path, monkeypatc
         "## 4. Recovery after a SIGKILL",
         "## 5. Scale of the stored state",
         "## 6. What tracing costs",
+        "## 7. Replicas of the orchestrator",
     ):
         assert heading in text
     assert "| concurrency | run | sagas/s | range | vs floor |" in text
@@ -45,6 +47,10 @@ def test_the_bench_runs_every_section_and_writes_its_report(tmp_path, monkeypatc
     exports = re.search(r"\(([\d,]+) export requests\)", text)
     assert exports and int(exports.group(1).replace(",", "")) > 0  # the traced one exported
     assert "| tracing with no endpoint: orchestrator CPU per saga ≤ 1.03x" in text
+    assert "| replicas | sagas/s | range | vs 1 replica |" in text
+    replica_rows = re.findall(r"^\| [12] \| [\d.]+ \| [\d.]+–.*$", text, re.MULTILINE)
+    assert [row.split("|")[7].strip() for row in replica_rows] == ["0", "0"]  # none failed
+    assert "| orchestrator replicas: throughput with 2 vs 1 |" in text
     assert Path("README.md").read_text() == readme  # only the report of record rewrites it
 
 
