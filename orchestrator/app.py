@@ -92,6 +92,17 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
             await task
 
 
+async def _stop_relay(relay: OutboxRelay, task: asyncio.Task[None] | None, timeout: float) -> None:
+    """Let the relay's pass under way end (its delivery takes at most `timeout`), then stop."""
+    if task is None:
+        return
+    relay.stop()
+    try:
+        await asyncio.wait_for(task, timeout=timeout + 1)
+    except TimeoutError:
+        log.warning("the outbox relay did not end its pass in time; its claims will expire")
+
+
 @cache
 def engine_metrics() -> EngineMetrics:
     """The engine's metrics, registered once per process (an app may be created many times)."""
@@ -148,7 +159,7 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
             yield
         finally:
             await _cancel(recovery)
-            await _cancel(relaying)
+            await _stop_relay(relay, relaying, settings.relay_timeout)
             # The calls in flight end and are recorded (within the grace), then the leases
             # go: another replica resumes these sagas at its next recovery pass.
             await runner.drain(settings.shutdown_grace_seconds)
@@ -223,8 +234,13 @@ def run_relay(settings: Settings) -> None:
         relay = build_relay(settings, pool, owner, engine_metrics())
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         loop = asyncio.get_running_loop()
+
+        def stop() -> None:  # the pass under way ends, within the grace
+            relay.stop()
+            loop.call_later(settings.shutdown_grace_seconds, task.cancel)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, stop)
         log.info("outbox relay %s delivering to %s", relay.owner, settings.data_platform_url)
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -113,6 +113,7 @@ class OutboxRelay:
         self.owner = owner
         self.policy = policy
         self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._backlog_read_at = 0.0
         self.failing_passes = 0  # passes in a row in which every delivery failed
         self._database = Outage(log, "the orchestrator's database (outbox relay)")
@@ -220,9 +221,20 @@ class OutboxRelay:
             self._backlog_read_at = time.monotonic()
         return len(claimed)
 
+    def stop(self) -> None:
+        """End `run()` after the pass under way, if any: a delivery in flight is answered and
+        marked, and no claim is left to expire (another relay would otherwise wait it out, and
+        send those events a second time)."""
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def _rest(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
     async def run(self) -> None:
         database_failures = 0  # passes in a row that could not reach the database
-        while True:
+        while not self._stopping.is_set():
             self._wakeup.clear()  # before the pass: a notify during it is not lost
             try:
                 delivered = await self.run_once()
@@ -237,11 +249,11 @@ class OutboxRelay:
                 else:  # logged once per outage; tried again with backoff
                     database_failures += 1
                     self._database.failed(error)
-                    await asyncio.sleep(backoff(database_failures, ceiling=self.policy.interval))
+                    await self._rest(backoff(database_failures, ceiling=self.policy.interval))
                     continue
             if self.failing_passes:
                 # The platform is failing: back off as a whole, whatever wakes us.
-                await asyncio.sleep(self._backoff(self.failing_passes))
+                await self._rest(self._backoff(self.failing_passes))
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self.policy.interval)

@@ -63,3 +63,33 @@ def test_a_relay_killed_mid_delivery_loses_nothing(relay_stack: Stack):
     # restarted relay: absorbed by the platform, stored once.
     assert sum(e["deliveries"] for e in events) > 30
     api.close()
+
+
+def test_a_relay_stopped_mid_delivery_ends_its_pass_and_leaves_no_claim(relay_stack: Stack):
+    """SIGTERM, as a rolling deploy sends: the delivery in flight is answered and marked before
+    the relay exits, so its events go out once and nobody waits out a claim."""
+    api = Api(relay_stack)
+    relay = relay_stack.processes["relay"]
+    user_id = api.create_user(100_000)
+    api.platform_control(latency_ms=1_000)
+
+    saga_ids = {api.pay(api.create_order(user_id, 100))["saga_id"] for _ in range(10)}
+    wait_for(lambda: api.platform_in_flight() > 0, 30, "deliveries in flight")
+    assert relay.popen is not None
+    relay.popen.terminate()
+    relay.popen.wait(timeout=15)
+    api.platform_control(latency_ms=0)
+
+    rows = api.outbox_rows(saga_ids)
+    delivered = {r["event_id"] for r in rows if r["status"] == "DELIVERED"}
+    assert delivered, "the pass in flight was not marked before the relay exited"
+    relay.restart()
+    wait_for(
+        lambda: {r["status"] for r in api.outbox_rows(saga_ids)} == {"DELIVERED"},
+        10,  # well within the 30 s a claim left behind would hold
+        "the rest to be delivered by the restarted relay",
+    )
+    events = api.platform_events(saga_ids)
+    assert len(events) == 10
+    assert all(e["deliveries"] == 1 for e in events)  # none sent twice
+    api.close()
