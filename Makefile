@@ -3,6 +3,8 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 SERVICES := order_service user_service payment_service concert_service data_platform orchestrator
+# Run by `make deploy-check`, which `make test` runs first: the rest of the suite leaves them out.
+DEPLOY_TESTS := $(wildcard tests/unit/test_deploy*.py)
 
 .DEFAULT_GOAL := help
 
@@ -26,8 +28,8 @@ run-all: install ## Start every service in the foreground (Ctrl-C stops them all
 migrate: install ## Create and migrate the database of every process
 	@for s in $(SERVICES); do $(BIN)/python -m $$s migrate || exit 1; done
 
-test: install browser promtool pgbouncer ## Run the whole test suite (on the local PostgreSQL, or an embedded one)
-	$(BIN)/pytest
+test: install browser promtool pgbouncer deploy-check ## Run the whole test suite (on the local PostgreSQL, or an embedded one)
+	$(BIN)/pytest $(addprefix --ignore=,$(DEPLOY_TESTS))
 	$(MAKE) --no-print-directory test-pgbouncer
 
 # The payment saga's tests again, every process reaching its database through PgBouncer in
@@ -69,6 +71,18 @@ pgbouncer: ## Install Debian's pgbouncer for the tests through a pooler, if it i
 	    exit 1; \
 	  fi; }
 
+# The deploy tests render deploy/k8s with kubectl's kustomize, which must be v5 or newer (kubectl
+# 1.27+; the tests check). Debian's kubernetes-client is kubectl 1.20 with kustomize v2, which
+# reads none of these kustomizations, so installing it would not help: this says what to get.
+kubectl: ## Check that kubectl is there, for deploy-check (it renders deploy/k8s)
+	@command -v kubectl >/dev/null || { \
+	  echo "make: deploy-check renders deploy/k8s with kubectl 1.27 or newer (kustomize v5)." >&2; \
+	  echo "make: install it from the Kubernetes apt repository or a cloud SDK; Debian's kubernetes-client (1.20) is too old" >&2; \
+	  exit 1; }
+
+deploy-check: install kubectl ## Lint the Dockerfile, validate compose.yaml and the rendered k8s manifests, offline
+	$(BIN)/pytest -q $(DEPLOY_TESTS)
+
 chaos: install ## Chaos run: 300 sagas under faults and SIGKILLs, then check every invariant
 	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
 
@@ -85,4 +99,4 @@ lint: install ## Check style (ruff) and types (mypy --strict: engine, orchestrat
 clean: ## Remove the virtualenv, caches and the embedded database's data
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache *.egg-info
 
-.PHONY: help install browser promtool pgbouncer test-pgbouncer run-all migrate test chaos bench purge lint clean
+.PHONY: help install browser promtool pgbouncer test-pgbouncer kubectl deploy-check run-all migrate test chaos bench purge lint clean
