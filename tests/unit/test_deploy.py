@@ -312,7 +312,6 @@ def test_production_settings_are_productions_and_every_process_accepts_them(monk
         if c["metadata"]["name"].startswith("saga-config-")
     ]
     assert config["APP_ENV"] == "production"
-    assert config["DB_PREPARED_STATEMENTS"] == config["ORCHESTRATOR_DB_PREPARED_STATEMENTS"]
     assert config["DB_PREPARED_STATEMENTS"] == "false"
 
     # The test suite's own settings (APP_ENV=test, its databases, fault injection) out of the way.
@@ -331,8 +330,8 @@ def test_production_settings_are_productions_and_every_process_accepts_them(monk
             except ValidationError as error:
                 pytest.fail(f"{package} refuses the production settings: {error}")
             assert settings.app_env == "production"
+            assert settings.db_prepared_statements is False  # behind PgBouncer 1.18-like poolers
             if package == "orchestrator":
-                assert settings.db_prepared_statements is False
                 assert settings.relay_enabled is False
 
 
@@ -353,8 +352,5 @@ def test_pgbouncer_pools_transactions_on_the_port_its_service_names():
     assert [p["port"] for p in service["spec"]["ports"]] == [int(settings["listen_port"])]
     (container,) = named(docs, "Deployment", "pgbouncer")["spec"]["template"]["spec"]["containers"]
     assert [p["containerPort"] for p in container["ports"]] == [int(settings["listen_port"])]
-    # Until every process reads DB_PREPARED_STATEMENTS, and until the migration lock is
-    # transaction-scoped: see the comments in pgbouncer.ini.
-    assert int(settings["max_prepared_statements"]) > 0
-    assert settings["server_reset_query"] == "SELECT pg_advisory_unlock_all()"
-    assert settings["server_reset_query_always"] == "1"
+    # No session state to reset: the processes need none (pgbouncer.ini).
+    assert "server_reset_query_always" not in settings

@@ -127,7 +127,12 @@ def test_the_image_holds_everything_the_processes_import():
     )
     assert result.returncode == 0, result.stderr
     files = [Path(f) for f in json.loads(result.stdout) if f]
-    ours = {f.relative_to(ROOT).parts[0] for f in files if f.is_relative_to(ROOT)}
+    # The checkout's own modules, not its installed packages (a .venv may sit inside it).
+    ours = {
+        f.relative_to(ROOT).parts[0]
+        for f in files
+        if f.is_relative_to(ROOT) and not f.is_relative_to(Path(sys.prefix))
+    }
     assert ours <= set(_copied()), f"imported but not in the image: {ours - set(_copied())}"
     # common/db.py reads the Alembic histories from migrations/, beside the packages.
     assert "migrations" in _copied()
