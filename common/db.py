@@ -82,22 +82,38 @@ def head_revision(history: str) -> str:
     return head
 
 
+# One lock per database migrated: the services, each on its own database, migrate side by side.
+MIGRATION_LOCK = text("SELECT pg_advisory_xact_lock(:key, hashtext(:name))")
+
+
 def run_alembic_env(target_metadata: MetaData) -> None:
     """The body of every `migrations/<history>/env.py` (online mode only)."""
     from alembic import context
 
-    engine = create_engine(
-        context.config.attributes["url"], poolclass=NullPool, connect_args=UNPREPARED
+    url: URL = context.config.attributes["url"]
+    engine = create_engine(url, poolclass=NullPool, connect_args=UNPREPARED)
+    maintenance = create_engine(
+        url.set(database="postgres"), poolclass=NullPool, connect_args=UNPREPARED
     )
-    with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
-        with context.begin_transaction():
-            # Processes starting together migrate one at a time. A lock of the transaction,
-            # not of the session: behind PgBouncer in transaction mode, a session's lock
-            # would stay on a server connection that the next client is handed.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-            context.run_migrations()
+    # Processes starting together migrate a database one at a time. The lock is a transaction's,
+    # held open until every migration has run, on a connection of its own:
+    # - not the migrations' own transaction, which a migration may commit midway
+    #   (`autocommit_block()`, for CREATE INDEX CONCURRENTLY);
+    # - not a session lock, which behind PgBouncer in transaction mode would stay on a server
+    #   connection the next client is handed;
+    # - in the maintenance database, not the one migrated: CREATE INDEX CONCURRENTLY waits for
+    #   every transaction of its database with a snapshot, the lock's holder and its waiters
+    #   included, which would never end.
+    # A migrator that dies aborts the transaction, and the lock goes with it.
+    with maintenance.connect() as guard:
+        guard.execute(MIGRATION_LOCK, {"key": MIGRATION_LOCK_ID, "name": str(url.database)})
+        with engine.connect() as connection:
+            context.configure(connection=connection, target_metadata=target_metadata)
+            with context.begin_transaction():
+                context.run_migrations()
+        guard.rollback()  # nothing was written through it: its end releases the lock
     engine.dispose()
+    maintenance.dispose()
 
 
 # psycopg never prepares a statement on the server: for one-shot work (a migration, a purge),

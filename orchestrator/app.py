@@ -159,10 +159,13 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
             yield
         finally:
             await _cancel(recovery)
-            await _stop_relay(relay, relaying, settings.relay_timeout)
-            # The calls in flight end and are recorded (within the grace), then the leases
-            # go: another replica resumes these sagas at its next recovery pass.
-            await runner.drain(settings.shutdown_grace_seconds)
+            # Side by side, within the one grace: the relay's pass under way ends, and the
+            # calls in flight end and are recorded; then the leases go, and another replica
+            # resumes these sagas at its next recovery pass.
+            await asyncio.gather(
+                _stop_relay(relay, relaying, settings.relay_timeout),
+                runner.drain(settings.shutdown_grace_seconds),
+            )
             try:
                 await store.release_leases(owner)
             except Exception as error:  # the database is away: the leases expire by themselves

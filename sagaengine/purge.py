@@ -217,7 +217,9 @@ def purge(
     """Purge in batches until none is left; each batch is one transaction."""
     # Never prepared: one statement per batch gains nothing by it, and a purge may run through
     # PgBouncer in transaction mode, which cannot keep prepared statements (before 1.21).
-    engine = create_engine(url, poolclass=NullPool, connect_args={"prepare_threshold": None})
+    engine = create_engine(
+        url, poolclass=NullPool, connect_args={"prepare_threshold": None, "connect_timeout": 5}
+    )
     archive = Archive(archive_path) if archive_path and not dry_run else None
     try:
         with engine.connect() as conn:

@@ -235,6 +235,8 @@ class SagaRunner:
         self._room = asyncio.Event()  # set when a run ends
         self._tasks: set[asyncio.Task[None]] = set()
         self._holding: set[asyncio.Task[None]] = set()  # the runs that hold a slot
+        self._leases: dict[asyncio.Task[None], tuple[uuid.UUID, str]] = {}  # each run's saga
+        self._ended_waiting: list[tuple[uuid.UUID, str]] = []  # runs the drain ended unstarted
         # Set when this replica begins to stop (drain()): no new start, recovery or call.
         self._stopping = asyncio.Event()
         self._drain_until = 0.0  # when the runs still going are cut short
@@ -267,10 +269,12 @@ class SagaRunner:
             self.run(saga_id, token, state, first=first), name=f"saga-{saga_id}"
         )
         self._tasks.add(task)
+        self._leases[task] = (saga_id, token)
         task.add_done_callback(self._run_ended)
 
     def _run_ended(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._leases.pop(task, None)
         self._room.set()
 
     async def stop(self) -> None:
@@ -299,6 +303,7 @@ class SagaRunner:
         )
         for task in waiting:
             task.cancel()
+            self._ended_waiting.append(self._leases[task])
         for saga_id in list(self._changed):
             self._notify(saga_id)
 
@@ -307,6 +312,11 @@ class SagaRunner:
         after the drain began; cancel those still running then (their call's outcome is settled
         by key by whoever resumes them). The caller releases this replica's leases afterwards."""
         self.begin_drain(grace)
+        # A run ended while waiting for its slot made no call; the call a start's move wrote
+        # ahead for it never left.
+        for saga_id, token in self._ended_waiting:
+            await self._withdraw_unsent(saga_id, token)
+        self._ended_waiting.clear()
         if not self._tasks:
             return
         timeout = max(self._drain_until - time.monotonic(), 0.0)

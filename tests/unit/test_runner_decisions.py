@@ -681,3 +681,31 @@ async def test_a_stopping_replica_refuses_a_start_with_a_503_and_records_nothing
 
     assert (refused.value.status_code, refused.value.code) == (503, "replica_stopping")
     assert await store.live_counts() == []
+
+
+async def test_a_started_saga_waiting_for_a_slot_when_the_replica_stops_leaves_no_unsent_call(
+    store: InMemorySagaStore,
+):
+    """A start makes its first call in the request, and its move writes the next call ahead;
+    its run then waits for a slot. Ended by the drain there, the call written ahead never left:
+    it is withdrawn, not left for the next replica to take as one of unknown outcome."""
+    participants = Participants()
+    reached, released = participants.hold("/charge")
+    runner = _runner(store, participants)
+    runner.max_running = 1
+    runner._slots.size = 1
+    busy, busy_token = await _started(store, runner)
+    runner.spawn(busy.id, busy_token)  # holds the only slot, its charge held
+    await reached.wait()
+
+    waiting, token = await _started(store, runner)
+    begun = await runner.begin(waiting, token)  # reserves, then waits for the slot
+    assert begun.step == 1
+    assert _attempts(store, waiting, "charge") == [AttemptStatus.STARTED]  # written ahead
+
+    runner.begin_drain(grace=5.0)
+    released.set()
+    await runner.drain(grace=5.0)
+
+    assert _attempts(store, waiting, "charge") == []
+    assert participants.calls.count("/charge") == 1  # the busy saga's only
