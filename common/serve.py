@@ -50,7 +50,7 @@ def main(
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     try:
-        settings = get_settings().model_copy(update={"port": args.port})
+        settings = get_settings().model_copy(update={"port": args.port, "host": args.host})
     except ValidationError as exc:
         sys.exit(f"{package}: invalid settings: {exc}")
     logs.configure(package, settings.log_level)

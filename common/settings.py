@@ -38,6 +38,7 @@ class ServiceSettings(BaseSettings):
     # orchestrator's calls in flight) before it stops anyway: below Kubernetes' 30 s.
     shutdown_grace_seconds: float = Field(20.0, gt=0)
     port: int | None = None  # set by `python -m <package> --port N`
+    host: str = "127.0.0.1"  # set by `python -m <package> --host H`
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 
     @model_validator(mode="after")

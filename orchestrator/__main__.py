@@ -7,7 +7,7 @@ from sagaengine import purge
 
 
 def relay(settings: Settings, argv: list[str]) -> None:
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m orchestrator relay",
         description="Deliver the outbox's events to the data platform until SIGTERM, beside or "
         "instead of the orchestrators' own relays (ORCHESTRATOR_RELAY_ENABLED=false), as many "
@@ -15,8 +15,14 @@ def relay(settings: Settings, argv: list[str]) -> None:
         f"({settings.data_platform_url}), ORCHESTRATOR_RELAY_BATCH ({settings.relay_batch}), "
         f"ORCHESTRATOR_RELAY_INTERVAL ({settings.relay_interval} s). It never migrates the "
         "database.",
-    ).parse_args(argv)
-    run_relay(settings)
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve its metrics (delivery lag, backlog) for Prometheus on this port, on --host "
+        "(default: none)",
+    )
+    run_relay(settings, parser.parse_args(argv).metrics_port)
 
 
 def purge_sagas(settings: Settings, argv: list[str]) -> None:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from functools import cache
 
 import httpx
+import prometheus_client
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
@@ -228,13 +229,18 @@ def create_app(settings: Settings | None = None, sagas: Registry = SAGAS) -> Fas
     return app
 
 
-def run_relay(settings: Settings) -> None:
-    """`python -m orchestrator relay`: the outbox relay alone, until SIGTERM or Ctrl-C."""
+def run_relay(settings: Settings, metrics_port: int | None = None) -> None:
+    """`python -m orchestrator relay`: the outbox relay alone, until SIGTERM or Ctrl-C; its
+    metrics on `metrics_port` (any path), if given."""
 
     async def main() -> None:
         pool = await _pool(settings)
         owner = Owner.new(f"{settings.resolved_instance_id()}-relay")
         relay = build_relay(settings, pool, owner, engine_metrics())
+        if metrics_port is not None:
+            # Its delivery lag and backlog, for Prometheus: with the orchestrators' own relays
+            # off, nobody else exports them.
+            prometheus_client.start_http_server(metrics_port, addr=settings.host)
         task = asyncio.create_task(relay.run(), name="outbox-relay")
         loop = asyncio.get_running_loop()
 

@@ -3,6 +3,7 @@ the data platform absorbs the events it delivers twice."""
 
 import os
 
+import httpx
 import pytest
 
 from tests.conftest import TEST_PG_URL
@@ -29,8 +30,13 @@ def relay_stack(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("relay-logs")
     stack = start_stack(log_dir, env, {"ORCHESTRATOR_RELAY_ENABLED": "false"})
     orchestrator = stack.processes["orchestrator"]
+    metrics_port = free_port()
     relay = Process(
-        "orchestrator", free_port(), orchestrator.env, log_dir / "relay.log", command=("relay",)
+        "orchestrator",
+        free_port(),
+        orchestrator.env,
+        log_dir / "relay.log",
+        command=("relay", "--metrics-port", str(metrics_port)),
     )
     stack.processes["relay"] = relay
     relay.start()
@@ -92,4 +98,25 @@ def test_a_relay_stopped_mid_delivery_ends_its_pass_and_leaves_no_claim(relay_st
     events = api.platform_events(saga_ids)
     assert len(events) == 10
     assert all(e["deliveries"] == 1 for e in events)  # none sent twice
+    api.close()
+
+
+def test_a_relay_on_its_own_exports_its_delivery_lag_for_prometheus(relay_stack: Stack):
+    """With the orchestrators' own relays off, the relay is the only one that can say how late
+    deliveries are (the alert on delivery lag reads it)."""
+    api = Api(relay_stack)
+    saga_id = api.pay(api.create_order(api.create_user(1_000), 100))["saga_id"]
+    wait_for(
+        lambda: {r["status"] for r in api.outbox_rows({saga_id})} == {"DELIVERED"},
+        30,
+        "the delivery",
+    )
+    metrics_port = relay_stack.processes["relay"].command[-1]  # its --metrics-port
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    lag = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("outbox_delivery_lag_seconds_count")
+    ]
+    assert lag and float(lag[0].split()[-1]) > 0, metrics[:2000]
     api.close()

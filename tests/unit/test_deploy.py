@@ -214,7 +214,12 @@ def test_the_orchestrators_shutdown_fits_in_its_grace_period(overlay):
 def test_the_outbox_relay_runs_on_its_own_and_alone_in_production(overlay):
     relay = named(render(overlay), "Deployment", "orchestrator-relay")
     (container,) = relay["spec"]["template"]["spec"]["containers"]
-    assert container["args"] == ["orchestrator", "relay"]
+    assert container["args"][0] == "orchestrator" and "relay" in container["args"]
+    # Its metrics, on the port it declares and Prometheus is told of.
+    port = int(container["args"][container["args"].index("--metrics-port") + 1])
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    annotations = relay["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
     _, orchestrator = servers(overlay)["orchestrator"]
     in_process = env_of(orchestrator).get("ORCHESTRATOR_RELAY_ENABLED", {}).get("value", "true")
     assert in_process == ("false" if overlay == "production" else "true")

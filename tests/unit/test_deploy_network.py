@@ -16,6 +16,7 @@ from common.run_all import PROCESSES
 from tests.unit.deploy_manifests import OVERLAY_NAMES, Manifest, of_kind, render, workloads
 
 PORTS = {package.replace("_", "-"): port for package, port in PROCESSES}
+RELAY_METRICS_PORT = 9100
 DOMAIN_SERVICES = ["order-service", "user-service", "payment-service", "concert-service"]
 DATABASE = {"dev": ("postgres", 5432), "production": ("pgbouncer", 6432)}
 
@@ -227,6 +228,7 @@ def test_clients_reach_the_public_api_through_the_ingress_controller_only(polici
 
 
 def test_prometheus_scrapes_every_server_from_the_monitoring_namespace_only(policies, pods):
-    for name, port in PORTS.items():
+    for name, port in [*PORTS.items(), ("orchestrator-relay", RELAY_METRICS_PORT)]:
         assert policies.allows(PROMETHEUS, pods[name], port), name
         assert not policies.allows(PROMETHEUS_ELSEWHERE, pods[name], port), name
+    assert not policies.allows(PROMETHEUS, pods["orchestrator-relay"], 8000)
