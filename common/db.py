@@ -5,12 +5,13 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from psycopg import errors, sql
+from psycopg import AsyncConnection, errors, sql
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import URL, Connection, Engine
@@ -192,11 +193,26 @@ async def open_pool(
     connection that broke is discarded when it is given back. `prepared`: let the server
     prepare a statement after a few uses (psycopg's default); off behind a pooler that cannot
     keep them (PgBouncer in transaction mode before 1.21)."""
+    idle_since: WeakKeyDictionary[AsyncConnection[Any], float] = WeakKeyDictionary()
+
+    async def returned(conn: AsyncConnection[Any]) -> None:
+        idle_since[conn] = time.monotonic()
+
+    async def ping_if_idle(conn: AsyncConnection[Any]) -> None:
+        """As `ping_when_idle` for SQLAlchemy: a connection that sat idle (through a database
+        restart, perhaps) is checked before use, and the pool replaces it if it is dead; one in
+        steady use is not, which would cost a round trip per statement."""
+        since = idle_since.get(conn)
+        if since is not None and time.monotonic() - since >= PING_AFTER_IDLE_SECONDS:
+            await AsyncConnectionPool.check_connection(conn)
+
     pool = AsyncConnectionPool(
         libpq_url(url),
         min_size=1,
         max_size=size,
         timeout=CONNECT_TIMEOUT_SECONDS,
+        check=ping_if_idle,
+        reset=returned,
         kwargs={
             "autocommit": True,
             "prepare_threshold": 5 if prepared else None,

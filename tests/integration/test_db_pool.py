@@ -49,3 +49,38 @@ def test_a_connection_in_steady_use_is_not_pinged():
         assert _backend_pid(engine) != first
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("idle_seconds", [0.0, 3600.0], ids=["idle", "in-steady-use"])
+def test_the_hot_paths_pool_replaces_a_connection_cut_while_idle_before_use(
+    monkeypatch, idle_seconds: float
+):
+    """The orchestrator's psycopg pool, as SQLAlchemy's above: after a database restart, the
+    first start must not be handed a dead connection (and answered 503)."""
+    import asyncio
+
+    from common import db
+
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", idle_seconds)
+    url = make_url(database_url("ORDERS"))
+
+    async def scenario() -> tuple[int, int | Exception]:
+        pool = await db.open_pool(url, 1)
+        try:
+            async with pool.connection() as conn:
+                first = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0]
+            _terminate(url, first)
+            try:
+                async with pool.connection() as conn:
+                    row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+                return first, row[0]
+            except psycopg.OperationalError as error:
+                return first, error
+        finally:
+            await pool.close()
+
+    first, second = asyncio.run(scenario())
+    if idle_seconds == 0:
+        assert isinstance(second, int) and second != first  # checked, replaced, no error
+    else:
+        assert isinstance(second, psycopg.OperationalError)  # not checked: the cut shows
