@@ -193,17 +193,17 @@ async def open_pool(
     connection that broke is discarded when it is given back. `prepared`: let the server
     prepare a statement after a few uses (psycopg's default); off behind a pooler that cannot
     keep them (PgBouncer in transaction mode before 1.21)."""
-    idle_since: WeakKeyDictionary[AsyncConnection[Any], float] = WeakKeyDictionary()
-
-    async def returned(conn: AsyncConnection[Any]) -> None:
-        idle_since[conn] = time.monotonic()
+    checked_out: WeakKeyDictionary[AsyncConnection[Any], float] = WeakKeyDictionary()
 
     async def ping_if_idle(conn: AsyncConnection[Any]) -> None:
         """As `ping_when_idle` for SQLAlchemy: a connection that sat idle (through a database
         restart, perhaps) is checked before use, and the pool replaces it if it is dead; one in
-        steady use is not, which would cost a round trip per statement."""
-        since = idle_since.get(conn)
-        if since is not None and time.monotonic() - since >= PING_AFTER_IDLE_SECONDS:
+        steady use is not, which would cost a round trip per statement. Idle: not checked out
+        for a while (the hot path holds a connection for one statement)."""
+        now = time.monotonic()
+        last = checked_out.get(conn)
+        checked_out[conn] = now
+        if last is not None and now - last >= PING_AFTER_IDLE_SECONDS:
             await AsyncConnectionPool.check_connection(conn)
 
     pool = AsyncConnectionPool(
@@ -212,7 +212,6 @@ async def open_pool(
         max_size=size,
         timeout=CONNECT_TIMEOUT_SECONDS,
         check=ping_if_idle,
-        reset=returned,
         kwargs={
             "autocommit": True,
             "prepare_threshold": 5 if prepared else None,
