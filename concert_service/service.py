@@ -140,7 +140,7 @@ def release_hold(session: Session, hold_key: str, key: str) -> StoredResponse:
         ).scalar_one_or_none()
         # Not HELD any more: it expired and another reservation took the seat. Nothing to free.
         return 200, {
-            "reservation_id": hold.body["reservation_id"],
+            "reservation_id": hold.body.get("reservation_id"),
             "released": released is not None,
         }
 
@@ -229,9 +229,9 @@ def release_cancellation(
 
     def apply() -> tuple[int, dict[str, Any]]:
         start = idempotency.reverse_once(session, start_key, key, "start_cancellation")
-        if start is not None and start.body["reservation_id"] != reservation_id:
+        if start is not None and start.body.get("reservation_id") != reservation_id:
             raise NotThatAction(
-                f"key {start_key!r} started reservation {start.body['reservation_id']}, "
+                f"key {start_key!r} started reservation {start.body.get('reservation_id')}, "
                 f"not {reservation_id}"
             )
         if start is None:

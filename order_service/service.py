@@ -161,9 +161,9 @@ def _release(
 
     def apply() -> tuple[int, dict[str, Any]]:
         start = idempotency.reverse_once(session, start_key, key, start_operation)
-        if start is not None and start.body["id"] != order_id:
+        if start is not None and start.body.get("id") != order_id:
             raise NotThatAction(
-                f"key {start_key!r} started order {start.body['id']}, not {order_id}"
+                f"key {start_key!r} started order {start.body.get('id')}, not {order_id}"
             )
         if start is None:
             # Nothing to undo: this must succeed whatever else is true, or the tombstone just

@@ -15,7 +15,7 @@ from payment_service.domain import (
     PaymentView,
 )
 from payment_service.models import IdempotencyRecord, Payment
-from sagaengine.participant import IdempotencyStore, StoredResponse
+from sagaengine.participant import IdempotencyStore, NotThatAction, StoredResponse
 
 idempotency = IdempotencyStore(IdempotencyRecord)
 
@@ -95,6 +95,21 @@ def approve_payment(
     )
 
 
+def _cancel_approved(session: Session, approval_key: str) -> dict[str, Any]:
+    """Cancel the payment an approval created, as JSON. An approval's record without its
+    payment names something else (a record older than the operation column, of another kind):
+    refused, so that nothing changes, never a 500."""
+    payment = session.execute(
+        update(Payment)
+        .where(Payment.approval_key == approval_key)
+        .values(status=PaymentStatus.CANCELLED, cancelled_at=func.now())
+        .returning(Payment)
+    ).scalar_one_or_none()
+    if payment is None:
+        raise NotThatAction(f"key {approval_key!r} approved no payment")
+    return to_json(_view(payment))
+
+
 def cancel_payment(session: Session, approval_key: str, key: str) -> StoredResponse:
     """Saga compensation of an approval (a refund): cancel the payment that approval created.
     If the approval never arrived, a tombstone makes sure it never will."""
@@ -103,13 +118,7 @@ def cancel_payment(session: Session, approval_key: str, key: str) -> StoredRespo
         approval = idempotency.reverse_once(session, approval_key, key, "approve_payment")
         if approval is None:
             return 200, {"payment": None, "cancelled": False}
-        payment = session.execute(
-            update(Payment)
-            .where(Payment.approval_key == approval_key)
-            .values(status=PaymentStatus.CANCELLED, cancelled_at=func.now())
-            .returning(Payment)
-        ).scalar_one()
-        return 200, {"payment": to_json(_view(payment)), "cancelled": True}
+        return 200, {"payment": _cancel_approved(session, approval_key), "cancelled": True}
 
     return idempotency.execute(
         session, key, "cancel_payment", {"approval_key": approval_key}, apply
@@ -125,13 +134,7 @@ def refund_payment(session: Session, approval_key: str, key: str) -> StoredRespo
         approval = idempotency.reverse_once(session, approval_key, key, "approve_payment")
         if approval is None:
             raise PaymentNotRefundable(f"no approved payment of approval {approval_key}")
-        payment = session.execute(
-            update(Payment)
-            .where(Payment.approval_key == approval_key)
-            .values(status=PaymentStatus.CANCELLED, cancelled_at=func.now())
-            .returning(Payment)
-        ).scalar_one()
-        return 200, {"payment": to_json(_view(payment)), "cancelled": True}
+        return 200, {"payment": _cancel_approved(session, approval_key), "cancelled": True}
 
     return idempotency.execute(
         session, key, "refund_payment", {"approval_key": approval_key}, apply

@@ -149,11 +149,12 @@ def charge_back(
             user = session.get(User, user_id)
             balance = user.balance if user is not None else None
             return 200, {"user_id": user_id, "amount": 0, "balance": balance, "reversed": False}
-        deducted = deduction.body["amount"]
-        if deduction.body["user_id"] != user_id or deducted != amount:
+        # .get: a record older than the operation column may be of another kind (no amount).
+        deducted = deduction.body.get("amount")
+        if deduction.body.get("user_id") != user_id or deducted != amount:
             raise ChargeBackMismatch(  # a caller bug: refuse loudly rather than guess
                 f"charge-back of {amount} to user {user_id} does not match deduction "
-                f"{deduction_key} of {deducted} from user {deduction.body['user_id']}"
+                f"{deduction_key} of {deducted} from user {deduction.body.get('user_id')}"
             )
         balance = _give_back(session, user_id, amount, key)
         return 200, {"user_id": user_id, "amount": amount, "balance": balance, "reversed": True}

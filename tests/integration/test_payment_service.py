@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from payment_service.app import create_app
 from payment_service.models import IdempotencyRecord
@@ -410,6 +411,27 @@ def test_a_refund_or_a_cancellation_naming_a_key_that_approved_nothing_is_refuse
     assert_error(refund(client, cancellation_key, new_key()), 422, "not_that_action")
     # The cancellation it named is still the one that undid the approval, and stands.
     assert cancel(client, approval_key, cancellation_key).json()["cancelled"] is True
+    assert [p["status"] for p in payments_of(client, body["order_id"])] == ["CANCELLED"]
+
+
+def test_a_key_written_before_operations_were_recorded_is_still_refused_not_a_500(
+    client: TestClient,
+) -> None:
+    """Records older than the operation column carry none: the store trusts them, and the
+    payment service still finds no payment approved under such a key: a 422, never a 5xx."""
+    body, approval_key = a_payment(), new_key()
+    approve(client, body, approval_key)
+    cancellation_key = new_key()
+    cancel(client, approval_key, cancellation_key)
+    with client.app.state.sessionmaker() as session, session.begin():
+        session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.key == cancellation_key)
+            .values(operation=None)
+        )
+
+    assert_error(cancel(client, cancellation_key, new_key()), 422, "not_that_action")
+    assert_error(refund(client, cancellation_key, new_key()), 422, "not_that_action")
     assert [p["status"] for p in payments_of(client, body["order_id"])] == ["CANCELLED"]
 
 
